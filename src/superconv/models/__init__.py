@@ -1,0 +1,1 @@
+"""CIFAR networks."""
