@@ -1,0 +1,797 @@
+"""CIFAR data for superconv: safe reading, whole-split tensors, batched augmentation, batch order.
+
+Why it is built this way:
+
+* **Restricted unpickler.** The CIFAR "python version" files are pickles. ``pickle.load`` on a file
+  from a user-supplied data directory runs whatever the file tells it to (``os.system``, ``eval``,
+  ...): pointing ``paths.data_dir`` at a downloaded folder would be enough to run someone else's
+  code. The reader here admits only the globals the format needs (numpy's array/dtype
+  reconstruction, ``_codecs.encode`` for latin-1 strings), checks their arguments, and refuses
+  everything else with a :class:`DataError` *before* anything is called.
+* **md5 is optional and off by default.** The development copy built by
+  ``../shared/data/make_cifar10.py`` is re-encoded from JPEG, so its md5 sums never match the
+  official release (see ``shared/data/README.md``); ``verify_md5=True`` is for users who have the
+  official files and want that guaranteed.
+* **The whole split lives on the device.** CIFAR is 150 MB as uint8; keeping it as one tensor on
+  the GPU and doing augmentation as batched tensor ops (no DataLoader workers, no PIL, no per-sample
+  Python loop) keeps the 2-CPU development machine and a GPU run equally fast, and makes every
+  random draw come from one seeded ``torch.Generator`` so runs are reproducible.
+* **Batch order is a pure function of (seed, epoch, position)**, so a resumed run draws exactly the
+  indices the uninterrupted run would have drawn.
+* **Synthetic data uses the real reader.** ``name="synthetic"`` writes a tiny learnable data set in
+  exactly the CIFAR-10 on-disk format (py2-style protocol-2 pickles) and then reads it back through
+  the same code path as the real data, so tests and smoke runs exercise the real loader.
+
+Plain Python + numpy + torch only (no Hydra); the config keys named in messages
+(``paths.data_dir``, ``data.*``, ``train.batch_size``) are the ones the training config uses.
+"""
+
+from __future__ import annotations
+
+import _codecs
+import hashlib
+import io
+import math
+import os
+import pickle
+import shutil
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "DataError",
+    "Split",
+    "load_dataset",
+    "resolve_data_dir",
+    "write_synthetic",
+    "stratified_indices",
+    "Augment",
+    "BatchOrder",
+]
+
+ENV_DATA_DIR = "SUPERCONV_DATA"
+DEFAULT_DATA_DIR = "data"
+DATASETS = ("cifar10", "cifar100", "synthetic")
+AUGMENT_PROTOCOLS = ("paper", "standard")
+
+IMAGE_SHAPE = (3, 32, 32)
+ROW_LEN = 3 * 32 * 32
+
+# Official md5 sums, copied from torchvision.datasets.CIFAR10 / CIFAR100 (train_list, test_list, meta;
+# torchvision/datasets/cifar.py).
+CIFAR10_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+}
+CIFAR100_MD5 = {
+    "train": "16019d7e3df5f24257cddd939b257f8d",
+    "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+    "meta": "7973b15100ade9c7d40fb424638fde48",
+}
+
+DEV_COPY_HINT = "build the development copy with `.venv/bin/python ../shared/data/make_cifar10.py data`"
+
+
+class DataError(Exception):
+    """A data problem the user can fix. The message is one line: it names the path or key and what to do."""
+
+    def __init__(self, message: str):
+        super().__init__(_one_line(message))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+# ------------------------------------------------------------------------------------------------
+# Layouts
+
+
+@dataclass(frozen=True)
+class _Layout:
+    title: str
+    folder: str
+    train_files: tuple[str, ...]
+    test_files: tuple[str, ...]
+    meta_file: str
+    labels_key: bytes
+    names_key: bytes
+    md5: dict
+
+
+_CIFAR10 = _Layout(
+    title="CIFAR-10",
+    folder="cifar-10-batches-py",
+    train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
+    test_files=("test_batch",),
+    meta_file="batches.meta",
+    labels_key=b"labels",
+    names_key=b"label_names",
+    md5=CIFAR10_MD5,
+)
+_CIFAR100 = _Layout(
+    title="CIFAR-100",
+    folder="cifar-100-python",
+    train_files=("train",),
+    test_files=("test",),
+    meta_file="meta",
+    labels_key=b"fine_labels",
+    names_key=b"fine_label_names",
+    md5=CIFAR100_MD5,
+)
+
+
+def _all_files(layout: _Layout) -> tuple[str, ...]:
+    return layout.train_files + layout.test_files + (layout.meta_file,)
+
+
+# ------------------------------------------------------------------------------------------------
+# Restricted unpickling
+
+
+class _NdarrayToken:
+    """Stands in for ``numpy.ndarray`` in a pickle: only ``_reconstruct`` accepts it; it cannot be called."""
+
+
+_INT_DTYPES = {"u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8"}
+
+
+def _as_text(obj) -> str | None:
+    if isinstance(obj, bytes):
+        return obj.decode("latin1")
+    if isinstance(obj, str):
+        return obj
+    return None
+
+
+def _safe_reconstruct(cls, shape, typecode):
+    # numpy pickles an array as _reconstruct(ndarray, (0,), b'b') followed by __setstate__.
+    if cls is not _NdarrayToken or tuple(shape) != (0,) or _as_text(typecode) != "b":
+        raise pickle.UnpicklingError("unexpected numpy _reconstruct arguments")
+    return np.ndarray.__new__(np.ndarray, (0,), np.uint8)
+
+
+def _safe_dtype(obj, align=False, copy=False):
+    text = _as_text(obj)
+    core = text.lstrip("<>|=") if text is not None else None
+    if core not in _INT_DTYPES:
+        raise pickle.UnpicklingError(f"refused numpy dtype {obj!r} (only plain integer dtypes)")
+    return np.dtype(core)
+
+
+def _safe_frombuffer(buf, dtype, shape, order):
+    # numpy >= 1.16 with pickle protocol 5 (used e.g. by Python >= 3.14's default protocol).
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "ui" or dtype.fields is not None:
+        raise pickle.UnpicklingError("refused numpy _frombuffer dtype")
+    if isinstance(buf, pickle.PickleBuffer):
+        buf = buf.raw()
+    if not isinstance(buf, (bytes, bytearray, memoryview)):
+        raise pickle.UnpicklingError("refused numpy _frombuffer buffer")
+    order = _as_text(order) or "C"
+    if order not in ("C", "F"):
+        raise pickle.UnpicklingError("refused numpy _frombuffer order")
+    return np.frombuffer(buf, dtype=dtype).reshape(tuple(shape), order=order).copy()
+
+
+def _safe_codecs_encode(obj, encoding="utf-8", errors="strict"):
+    # Python 3 writes bytes in protocol < 3 as _codecs.encode(<str>, 'latin1').
+    if not isinstance(obj, str) or _as_text(encoding) not in ("latin1", "latin-1", "iso-8859-1"):
+        raise pickle.UnpicklingError("refused _codecs.encode arguments")
+    return _codecs.encode(obj, "latin1")
+
+
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _safe_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _safe_reconstruct,
+    ("numpy", "ndarray"): _NdarrayToken,
+    ("numpy", "dtype"): _safe_dtype,
+    ("numpy.core.numeric", "_frombuffer"): _safe_frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _safe_frombuffer,
+    ("_codecs", "encode"): _safe_codecs_encode,
+}
+
+
+class _RefusedGlobal(Exception):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only the globals a CIFAR pickle holds; every other global is refused, never imported."""
+
+    def find_class(self, module, name):  # noqa: D401 - pickle API
+        obj = _ALLOWED_GLOBALS.get((module, name))
+        if obj is None:
+            raise _RefusedGlobal(f"{module}.{name}")
+        return obj
+
+    def persistent_load(self, pid):
+        raise _RefusedGlobal(f"persistent id {pid!r}")
+
+
+def _safe_unpickle(path: Path):
+    """Load one pickle file with the restricted unpickler; DataError on anything unexpected."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}; check the file and its permissions")
+    try:
+        return _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except _RefusedGlobal as e:
+        raise DataError(
+            f"refused to load {path}: it references the global {e.name}, which a CIFAR data file never "
+            "contains (it may be malicious; nothing from it was executed); replace the file with a "
+            "trusted copy"
+        ) from None
+    except DataError:
+        raise
+    except Exception as e:  # truncated / corrupt: EOFError, UnpicklingError, ValueError, ...
+        raise DataError(
+            f"{path} is corrupt or truncated ({type(e).__name__}: {e}); delete it and rebuild or "
+            "re-download the data"
+        ) from None
+
+
+def _get(d: dict, key: bytes, path: Path):
+    if key in d:
+        return d[key]
+    skey = key.decode()
+    if skey in d:
+        return d[skey]
+    raise DataError(f"{path} has no {key!r} entry; it is not a CIFAR data file, replace it")
+
+
+def _read_batch(path: Path, labels_key: bytes) -> tuple[np.ndarray, list]:
+    d = _safe_unpickle(path)
+    if not isinstance(d, dict):
+        raise DataError(f"{path} holds a {type(d).__name__}, not a dict; it is not a CIFAR data file, replace it")
+    data = _get(d, b"data", path)
+    labels = _get(d, labels_key, path)
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != ROW_LEN:
+        desc = f"{data.dtype} {list(data.shape)}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(f"{path}: b'data' is {desc}, expected uint8 [k, {ROW_LEN}]; replace the file")
+    if isinstance(labels, np.ndarray):
+        labels = labels.tolist()
+    if not isinstance(labels, (list, tuple)) or len(labels) != data.shape[0]:
+        n = len(labels) if isinstance(labels, (list, tuple)) else type(labels).__name__
+        raise DataError(f"{path}: {labels_key!r} has {n} entries for {data.shape[0]} images; replace the file")
+    if not all(type(v) is int for v in labels):
+        raise DataError(f"{path}: {labels_key!r} holds non-integer labels; replace the file")
+    return data, labels
+
+
+def _read_names(path: Path, names_key: bytes) -> list[str]:
+    d = _safe_unpickle(path)
+    if not isinstance(d, dict):
+        raise DataError(f"{path} holds a {type(d).__name__}, not a dict; replace the file")
+    names = _get(d, names_key, path)
+    if not isinstance(names, (list, tuple)) or not names or any(_as_text(n) is None for n in names):
+        raise DataError(f"{path}: {names_key!r} is not a list of class names; replace the file")
+    return [_as_text(n) for n in names]
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass
+class Split:
+    """A whole dataset as tensors: images uint8 [N,3,32,32], labels int64 [N]."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    classes: list[str]
+
+    def to(self, device) -> "Split":
+        return Split(
+            train_x=self.train_x.to(device),
+            train_y=self.train_y.to(device),
+            test_x=self.test_x.to(device),
+            test_y=self.test_y.to(device),
+            num_classes=self.num_classes,
+            classes=list(self.classes),
+        )
+
+
+def resolve_data_dir(data_dir=None) -> Path:
+    """The data root: explicit argument (unless None/empty) > env ``SUPERCONV_DATA`` (unless empty) > ``data``.
+
+    Returned absolute (relative paths are taken against the current directory at call time, so call
+    this before anything changes directory).
+    """
+    if data_dir is not None and str(data_dir) != "":
+        chosen = str(data_dir)
+    elif os.environ.get(ENV_DATA_DIR, ""):
+        chosen = os.environ[ENV_DATA_DIR]
+    else:
+        chosen = DEFAULT_DATA_DIR
+    return Path(chosen).expanduser().absolute()
+
+
+def _missing(folder: Path, layout: _Layout) -> list[str]:
+    return [f for f in _all_files(layout) if not (folder / f).is_file()]
+
+
+def _not_found_message(layout: _Layout, folder: Path, missing: list[str], name: str, extra: str = "") -> str:
+    what = "not found" if len(missing) == len(_all_files(layout)) else f"incomplete (missing {', '.join(missing)})"
+    hint = ""
+    if (folder.parent / missing[0]).is_file():
+        hint = f" (the files seem to be directly in {folder.parent}: point the data dir at its parent instead)"
+    how = "set paths.data_dir or SUPERCONV_DATA, allow data.download=true"
+    if name == "cifar10":
+        how += f", or {DEV_COPY_HINT}"
+    return f"{layout.title} {what} in {folder}{hint}{extra}: {how}"
+
+
+def _download(name: str, root: Path, layout: _Layout, folder: Path) -> None:
+    try:
+        import torchvision.datasets as tvd
+
+        cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+        root.mkdir(parents=True, exist_ok=True)
+        cls(root=str(root), train=True, download=True)
+    except Exception as e:  # network errors, permission errors, torchvision's integrity errors
+        missing = _missing(folder, layout) or [layout.train_files[0]]
+        raise DataError(
+            _not_found_message(
+                layout, folder, missing, name, extra=f"; downloading it failed ({type(e).__name__}: {e})"
+            )
+        ) from None
+
+
+def load_dataset(name: str, data_dir, *, download: bool = False, verify_md5: bool = False) -> Split:
+    """Read a whole dataset into CPU tensors.
+
+    ``name``: ``cifar10`` (``<data_dir>/cifar-10-batches-py``), ``cifar100``
+    (``<data_dir>/cifar-100-python``) or ``synthetic`` (``<data_dir>/synthetic/cifar-10-batches-py``,
+    written by :func:`write_synthetic` if missing; ``download`` is ignored). ``verify_md5`` compares
+    every file with the official release's md5 first (the development copy and synthetic data fail
+    this by design).
+    """
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r} (data.name): choose one of {', '.join(DATASETS)}")
+    root = Path(data_dir).expanduser().absolute()
+    if name == "cifar100":
+        layout = _CIFAR100
+        folder = root / layout.folder
+    else:
+        layout = _CIFAR10
+        folder = (root / "synthetic" if name == "synthetic" else root) / layout.folder
+
+    missing = _missing(folder, layout)
+    if missing and name == "synthetic":
+        try:
+            write_synthetic(folder.parent)
+        except OSError as e:
+            raise DataError(
+                f"cannot write synthetic data to {folder} ({e.strerror or e}): set paths.data_dir or "
+                "SUPERCONV_DATA to a writable directory"
+            ) from None
+        missing = _missing(folder, layout)
+    elif missing and download:
+        _download(name, root, layout, folder)
+        missing = _missing(folder, layout)
+    if missing:
+        raise DataError(_not_found_message(layout, folder, missing, name))
+
+    if verify_md5:
+        for fname in _all_files(layout):
+            got = _md5(folder / fname)
+            if got != layout.md5[fname]:
+                raise DataError(
+                    f"md5 mismatch for {folder / fname} (got {got}, official {layout.title} "
+                    f"{layout.md5[fname]}): it is not the official release; the development copy "
+                    "(make_cifar10.py, re-encoded from JPEG) and synthetic data fail this check by "
+                    "design; set data.verify_md5=false to use them, or obtain the official files"
+                )
+
+    classes = _read_names(folder / layout.meta_file, layout.names_key)
+
+    def read(files):
+        arrays, labels = [], []
+        for f in files:
+            a, lab = _read_batch(folder / f, layout.labels_key)
+            arrays.append(a)
+            labels.extend(lab)
+        x = torch.from_numpy(np.concatenate(arrays, axis=0)).view(-1, *IMAGE_SHAPE)
+        y = torch.tensor(labels, dtype=torch.int64)
+        if len(labels) and (int(y.min()) < 0 or int(y.max()) >= len(classes)):
+            raise DataError(
+                f"labels in {folder} lie outside 0..{len(classes) - 1} ({layout.meta_file} names "
+                f"{len(classes)} classes); replace the data"
+            )
+        return x, y
+
+    train_x, train_y = read(layout.train_files)
+    test_x, test_y = read(layout.test_files)
+    return Split(train_x, train_y, test_x, test_y, num_classes=len(classes), classes=classes)
+
+
+# ------------------------------------------------------------------------------------------------
+# Synthetic data, written in the CIFAR-10 python format
+
+
+def _py2_str(b: bytes) -> bytes:
+    # py2 `str` as SHORT_BINSTRING / BINSTRING, as in the official files.
+    return b"U" + bytes([len(b)]) + b if len(b) < 256 else b"T" + struct.pack("<i", len(b)) + b
+
+
+def _py2_int(n: int) -> bytes:
+    if 0 <= n < 256:
+        return b"K" + bytes([n])
+    if 0 <= n < 65536:
+        return b"M" + struct.pack("<H", n)
+    return b"J" + struct.pack("<i", n)
+
+
+def _py2_obj(v) -> bytes:
+    if isinstance(v, bytes):
+        return _py2_str(v)
+    if isinstance(v, int):
+        return _py2_int(v)
+    if isinstance(v, list):
+        return b"](" + b"".join(_py2_obj(x) for x in v) + b"e" if v else b"]"
+    if isinstance(v, np.ndarray) and v.dtype == np.uint8 and v.ndim == 2:
+        v = np.ascontiguousarray(v)
+        return b"".join(
+            [
+                b"cnumpy.core.multiarray\n_reconstruct\n",
+                b"cnumpy\nndarray\n" + _py2_int(0) + b"\x85" + _py2_str(b"b") + b"\x87R",
+                b"(" + _py2_int(1) + _py2_int(v.shape[0]) + _py2_int(v.shape[1]) + b"\x86",
+                b"cnumpy\ndtype\n" + _py2_str(b"u1") + _py2_int(0) + _py2_int(1) + b"\x87R",
+                b"(" + _py2_int(3) + _py2_str(b"|") + b"NNN" + b"J\xff\xff\xff\xff" * 2 + _py2_int(0) + b"tb",
+                b"\x89" + _py2_str(v.tobytes()) + b"tb",
+            ]
+        )
+    raise TypeError(f"cannot write {type(v).__name__}")
+
+
+def _py2_pickle(d: dict) -> bytes:
+    """A protocol-2 pickle in the style Python 2 wrote CIFAR with (bytes keys come back as bytes)."""
+    return b"\x80\x02}(" + b"".join(_py2_str(k) + _py2_obj(v) for k, v in d.items()) + b"u."
+
+
+def _hsv_palette(k: int) -> np.ndarray:
+    """k well-separated RGB colours in 0..255 (hue steps; alternating value)."""
+    h = np.arange(k) / k
+    s = np.full(k, 0.7)
+    v = np.where(np.arange(k) % 2 == 0, 0.85, 0.55)
+    i = np.floor(h * 6).astype(int) % 6
+    f = h * 6 - np.floor(h * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    choices = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
+    rgb = np.stack([np.select([i == j for j in range(6)], [c[ch] for c in choices]) for ch in range(3)], 1)
+    return rgb * 255.0
+
+
+def _synthetic_images(labels: np.ndarray, num_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """Class = colour + stripe pattern (orientation, frequency), with per-image phase, brightness, noise."""
+    n = len(labels)
+    colour = _hsv_palette(num_classes)[labels]  # [n,3]
+    freq = 1 + (labels // 2) % 4  # cycles per image
+    vertical = (labels % 2).astype(bool)
+    yy, xx = np.mgrid[0:32, 0:32].astype(np.float64)
+    coord = np.where(vertical[:, None, None], xx[None], yy[None])  # [n,32,32]
+    phase = rng.uniform(0, 2 * np.pi, size=(n, 1, 1))
+    pattern = 35.0 * np.sin(2 * np.pi * freq[:, None, None] * coord / 32 + phase)
+    img = colour[:, :, None, None] + pattern[:, None] + rng.normal(0, 12, size=(n, 1, 1, 1))
+    img = img + rng.normal(0, 20, size=(n, 3, 32, 32))
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8).reshape(n, ROW_LEN)
+
+
+def write_synthetic(root, *, per_class_train=40, per_class_test=20, num_classes=10, seed=0) -> Path:
+    """Write a tiny learnable data set to ``<root>/cifar-10-batches-py`` in the CIFAR-10 python format.
+
+    Five ``data_batch_*`` files + ``test_batch`` + ``batches.meta``, py2-style protocol-2 pickles
+    (bytes keys ``b"data"`` uint8 [k,3072], ``b"labels"``, ``b"batch_label"``, ``b"filenames"``).
+    Deterministic from ``seed``. Written into a temporary directory that is renamed into place, so
+    an interrupted write never leaves a partial data set. Returns the ``cifar-10-batches-py`` path.
+    """
+    if num_classes < 2 or num_classes > 256:
+        raise ValueError(f"num_classes must be in 2..256, got {num_classes}")
+    if per_class_train < 1 or per_class_test < 1:
+        raise ValueError("per_class_train and per_class_test must be >= 1")
+    root = Path(root).expanduser().absolute()
+    final = root / _CIFAR10.folder
+    rng = np.random.default_rng(seed)
+
+    def make(per_class: int):
+        labels = rng.permutation(np.repeat(np.arange(num_classes), per_class))
+        return _synthetic_images(labels, num_classes, rng), labels
+
+    train_data, train_labels = make(per_class_train)
+    test_data, test_labels = make(per_class_test)
+    names = [f"class{c}".encode() for c in range(num_classes)]
+    if num_classes == 10:
+        names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{_CIFAR10.folder}.tmp-", dir=root))
+    try:
+        parts = np.array_split(np.arange(len(train_labels)), 5)
+        files = [
+            (f"data_batch_{b + 1}", f"training batch {b + 1} of 5", train_data[idx], train_labels[idx])
+            for b, idx in enumerate(parts)
+        ]
+        files.append(("test_batch", "testing batch 1 of 1", test_data, test_labels))
+        for fname, blabel, data, labels in files:
+            d = {
+                b"batch_label": blabel.encode(),
+                b"labels": [int(v) for v in labels],
+                b"data": data,
+                b"filenames": [f"synthetic/{fname}/{i:05d}.png".encode() for i in range(len(labels))],
+            }
+            (tmp / fname).write_bytes(_py2_pickle(d))
+        meta = {b"num_cases_per_batch": len(parts[0]), b"label_names": names, b"num_vis": ROW_LEN}
+        (tmp / _CIFAR10.meta_file).write_bytes(_py2_pickle(meta))
+        _install_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _install_dir(tmp: Path, final: Path) -> None:
+    """Rename a finished directory into place, replacing an older one; tolerate a concurrent writer."""
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        os.rename(final, old / final.name)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        if final.is_dir() and not _missing(final, _CIFAR10):  # another process installed a complete copy
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Subsets
+
+
+def stratified_indices(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Sorted int64 indices of a class-balanced random subset (``data.fraction`` of the training set).
+
+    Each class present gets ``k = max(1, floor(fraction * N / num_classes))`` samples (capped at the
+    smallest class), drawn with ``torch.Generator().manual_seed(seed)``. ``fraction == 1`` returns all
+    indices. With balanced CIFAR-10, fraction 0.8 gives the paper's 40k training set (4,000 per class).
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not (0 < fraction <= 1):
+        raise ValueError(f"data.fraction must be in (0, 1], got {fraction!r}")
+    labels = labels.detach().to("cpu", torch.int64).reshape(-1)
+    n = labels.numel()
+    if fraction == 1:
+        return torch.arange(n, dtype=torch.int64)
+    classes, counts = torch.unique(labels, return_counts=True)
+    if n == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    k = max(1, math.floor(fraction * n / len(classes) + 1e-9))
+    k = min(k, int(counts.min()))
+    g = torch.Generator().manual_seed(int(seed))
+    picked = []
+    for c in classes.tolist():
+        idx = torch.nonzero(labels == c, as_tuple=False).reshape(-1)
+        picked.append(idx[torch.randperm(idx.numel(), generator=g)[:k]])
+    return torch.sort(torch.cat(picked)).values
+
+
+# ------------------------------------------------------------------------------------------------
+# Augmentation
+
+
+def _image_stats(x: torch.Tensor, chunk: int = 8192):
+    """Exact per-pixel sum [3,32,32] and per-channel sum of squares [3] of uint8 images, as float64.
+
+    float32 chunk sums are exact here (a chunk sums at most 8192 * 255 < 2**24), and the per-channel
+    squares come from a 256-bin histogram, so no full float copy of the data set is ever made.
+    """
+    flat = x.reshape(x.shape[0], -1)
+    pix = torch.zeros(flat.shape[1], dtype=torch.float64, device=x.device)
+    for i in range(0, flat.shape[0], chunk):
+        pix += flat[i : i + chunk].to(torch.float32).sum(0).to(torch.float64)
+    values = torch.arange(256, dtype=torch.float64, device=x.device)
+    hist = [torch.bincount(x[:, c].reshape(-1), minlength=256).to(torch.float64) for c in range(3)]
+    sq = torch.stack([(h * values * values).sum() for h in hist])
+    return pix.view(x.shape[1:]), sq
+
+
+class Augment:
+    """Batched, seeded training augmentation + normalization of uint8 [B,3,32,32] images.
+
+    ``"paper"``: the Caffe ``transform_param { mirror: true  mean_file: ... }`` protocol of the
+    paper's runs (its ``crop_size: 32`` on 32x32 images crops nothing): per-pixel mean-image
+    subtraction, then a random horizontal mirror (p=0.5 per sample); no crop, no std division.
+    As in Caffe's DataTransformer, the mean image is subtracted at the *source* pixel and the result
+    is mirrored, i.e. a mirrored sample is ``flip(x - mean)`` (not ``flip(x) - mean``). Pixels are
+    scaled to 0..1 (Caffe used 0..255 with no scale); because the first conv is followed by BN this
+    is an exact reparametrization of the first layer, not a change of the training dynamics.
+    ``self.mean`` is float32 [3,32,32] (mean training image / 255); ``self.std`` is None.
+
+    ``"standard"``: the common PyTorch recipe: 4-pixel zero pad (black, in pixel space), random
+    32x32 crop with per-sample offsets, random horizontal flip, then per-channel
+    ``(x/255 - mean) / std`` with mean/std float32 [3,1,1] over all training pixels.
+
+    All randomness comes from the ``generator`` passed to :meth:`train` (on the data's device), so
+    a seed reproduces the augmentation. :meth:`eval` applies the normalization only.
+    """
+
+    def __init__(self, protocol: str, train_x: torch.Tensor):
+        if protocol not in AUGMENT_PROTOCOLS:
+            raise ValueError(f"data.augment must be one of {', '.join(AUGMENT_PROTOCOLS)}, got {protocol!r}")
+        _check_images(train_x, "train_x")
+        if train_x.shape[0] == 0:
+            raise ValueError("Augment needs at least one training image")
+        self.protocol = protocol
+        n = train_x.shape[0]
+        pix, sq = _image_stats(train_x)
+        if protocol == "paper":
+            self.mean = (pix / (n * 255.0)).to(torch.float32)
+            self.std = None
+        else:
+            count = n * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
+            mean = pix.sum((1, 2)) / count
+            var = (sq / count - mean * mean).clamp_min(0)
+            self.mean = (mean / 255.0).to(torch.float32).view(3, 1, 1)
+            self.std = (var.sqrt() / 255.0).clamp_min(1e-6).to(torch.float32).view(3, 1, 1)
+        self._offsets = torch.arange(32, device=train_x.device)
+
+    def _stats_on(self, device):
+        if self.mean.device != device:
+            self.mean = self.mean.to(device)
+            if self.std is not None:
+                self.std = self.std.to(device)
+            self._offsets = self._offsets.to(device)
+
+    def _normalize(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        y = x_uint8.to(torch.float32).div_(255.0).sub_(self.mean)
+        if self.std is not None:
+            y.div_(self.std)
+        return y
+
+    def eval(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        """Normalization only (test time); float32 contiguous [B,3,32,32]."""
+        _check_images(x_uint8, "x")
+        self._stats_on(x_uint8.device)
+        return self._normalize(x_uint8).contiguous()
+
+    def train(self, x_uint8: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Random augmentation + normalization; float32 contiguous [B,3,32,32]."""
+        _check_images(x_uint8, "x")
+        if generator.device.type != x_uint8.device.type:
+            raise ValueError(
+                f"the augmentation generator is on {generator.device} but the images are on "
+                f"{x_uint8.device}; create it with torch.Generator(device=<data device>)"
+            )
+        self._stats_on(x_uint8.device)
+        dev = x_uint8.device
+        b = x_uint8.shape[0]
+        flip = torch.rand(b, generator=generator, device=dev) < 0.5
+        if self.protocol == "paper":
+            y = self._normalize(x_uint8)
+            return torch.where(flip.view(b, 1, 1, 1), y.flip(3), y).contiguous()
+
+        off = torch.randint(0, 9, (b, 2), generator=generator, device=dev)
+        padded = x_uint8.new_zeros((b, 3, 40, 40))
+        padded[:, :, 4:36, 4:36] = x_uint8
+        ar = self._offsets
+        rows = off[:, 0:1] + ar  # [b,32]
+        cols = off[:, 1:2] + torch.where(flip.view(b, 1), 31 - ar, ar)  # flip folded into the gather
+        crop = padded[
+            torch.arange(b, device=dev).view(b, 1, 1, 1),
+            torch.arange(3, device=dev).view(1, 3, 1, 1),
+            rows.view(b, 1, 32, 1),
+            cols.view(b, 1, 1, 32),
+        ]
+        return self._normalize(crop).contiguous()
+
+
+def _check_images(x: torch.Tensor, what: str) -> None:
+    if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8 or x.dim() != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
+        desc = f"{x.dtype} {list(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{what} must be uint8 [B,3,32,32], got {desc}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Batch order
+
+
+class BatchOrder:
+    """Shuffled batches over ``n`` samples, reproducible and resumable.
+
+    Epoch ``e`` is ``torch.randperm(n)`` from a CPU generator seeded with ``seed * 1_000_003 + e``.
+    Batches are consecutive slices of the concatenated epoch permutations: a batch that crosses an
+    epoch end takes the rest of this epoch and the start of the next, so no sample is dropped and
+    every index appears once per epoch. The state is ``{seed, n, batch_size, epoch_index, position}``.
+    """
+
+    _SEED_MULT = 1_000_003
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        n, batch_size = int(n), int(batch_size)
+        if n < 1:
+            raise ValueError(f"BatchOrder needs at least one sample, got n={n}")
+        if not 1 <= batch_size <= n:
+            raise ValueError(f"train.batch_size must be in 1..{n} (the training set size), got {batch_size}")
+        self.n = n
+        self.batch_size = batch_size
+        self.seed = int(seed)
+        self.epoch_index = 0
+        self.position = 0
+        self._cache: tuple[int, torch.Tensor] | None = None
+
+    def _perm(self, e: int) -> torch.Tensor:
+        if self._cache is None or self._cache[0] != e:
+            g = torch.Generator().manual_seed((self.seed * self._SEED_MULT + e) % (1 << 63))
+            self._cache = (e, torch.randperm(self.n, generator=g))
+        return self._cache[1]
+
+    def next_indices(self) -> torch.Tensor:
+        """int64 CPU indices of the next batch (a fresh tensor)."""
+        pieces, need = [], self.batch_size
+        while need:
+            take = min(need, self.n - self.position)
+            pieces.append(self._perm(self.epoch_index)[self.position : self.position + take])
+            self.position += take
+            need -= take
+            if self.position == self.n:
+                self.epoch_index += 1
+                self.position = 0
+        return pieces[0].clone() if len(pieces) == 1 else torch.cat(pieces)
+
+    @property
+    def epoch(self) -> float:
+        """Images drawn so far / n."""
+        return self.epoch_index + self.position / self.n
+
+    def state_dict(self) -> dict:
+        return {
+            "seed": self.seed,
+            "n": self.n,
+            "batch_size": self.batch_size,
+            "epoch_index": self.epoch_index,
+            "position": self.position,
+        }
+
+    def load_state_dict(self, d: dict) -> None:
+        """Resume. ``n`` and ``seed`` must match this order's; the batch size stays this object's
+        (resuming with the same one reproduces the uninterrupted run exactly)."""
+        missing = [k for k in ("seed", "n", "epoch_index", "position") if k not in d]
+        if missing:
+            raise ValueError(f"BatchOrder state lacks {', '.join(missing)}")
+        if int(d["n"]) != self.n:
+            raise ValueError(
+                f"BatchOrder state is for {d['n']} training samples but this run has {self.n} "
+                "(data.fraction or the dataset changed); cannot resume the same order"
+            )
+        if int(d["seed"]) != self.seed:
+            raise ValueError(f"BatchOrder state has seed {d['seed']} but this run uses {self.seed}; cannot resume")
+        epoch_index, position = int(d["epoch_index"]), int(d["position"])
+        if epoch_index < 0 or not 0 <= position < self.n:
+            raise ValueError(f"BatchOrder state has invalid epoch_index/position {epoch_index}/{position}")
+        self.epoch_index, self.position = epoch_index, position
