@@ -1,0 +1,260 @@
+"""The iteration-based training loop: steps, evaluation, metric rows, checkpoints, divergence, signals.
+
+Knows nothing of Hydra: `superconv.train` builds the pieces and hands them over as a `Parts`.
+Per iteration the loop sets the schedule's LR and momentum, draws a batch by index from the tensors
+already on the device, augments it in one batched operation and takes one optimizer step. The loss
+and the number of correct predictions stay on the device until a flush (every `log_every` iterations,
+at evaluations and checkpoints), so that a CUDA run does not wait for the host at each step.
+
+Row convention: `iteration` counts completed updates (1-based), `lr`/`momentum` are the values used
+by that update, and test metrics on a row were measured after it, as the Caffe logs do
+("Iteration 100, Testing net" runs after 100 updates).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import checkpoint
+from .data import Augment, BatchOrder
+from .optim import set_hparams
+from .results import MetricsWriter, RunDir
+from .schedules import Schedule
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGINT arrived; a checkpoint was written and the run can be resumed."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signal.Signals(signum).name}; rerun the same command to resume")
+        self.signum = signum
+
+
+@dataclass
+class Parts:
+    """Everything one run trains with; built by superconv.train."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    train_x: torch.Tensor  # uint8 [N,3,32,32] on `device` (the training subset)
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    augment: Augment
+    order: BatchOrder
+    device: torch.device
+    amp_dtype: torch.dtype | None  # None: fp32
+    seed: int
+
+
+@dataclass
+class Settings:
+    iterations: int
+    eval_every: int
+    eval_batch_size: int
+    log_every: int
+    checkpoint_every: int
+    progress: bool = True
+    desc: str = "train"
+
+
+@dataclass
+class Outcome:
+    status: str  # completed | diverged
+    iterations: int
+    images_seen: int
+    wall_s: float
+    train_s: float
+    images_per_s: float
+    final_test_loss: float | None
+    final_test_acc: float | None
+    best_test_acc: float | None
+    diverged_at: int | None = None
+    last_finite: dict = field(default_factory=dict)
+
+
+class _SignalFlag:
+    """Turns the first SIGTERM/SIGINT into a flag the loop checks between iterations."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        for s in (signal.SIGTERM, signal.SIGINT):
+            self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+        for s, old in self._old.items():  # a second signal acts at once
+            signal.signal(s, old)
+
+    def __exit__(self, *exc):
+        for s, old in self._old.items():
+            signal.signal(s, old)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def train_step(model, optimizer, x, y, amp_dtype, device):
+    """One SGD update; returns the batch loss and number of correct predictions, on the device."""
+    with _autocast(device, amp_dtype):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), (logits.detach().argmax(1) == y).sum()
+
+
+@torch.inference_mode()
+def evaluate(model, x, y, augment: Augment, batch_size: int, amp_dtype, device) -> tuple[float, float]:
+    """Test loss and accuracy over the whole split, BN in inference mode (running statistics)."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for i in range(0, len(x), batch_size):
+        xb = augment.eval(x[i:i + batch_size]).contiguous(memory_format=torch.channels_last)
+        yb = y[i:i + batch_size]
+        with _autocast(device, amp_dtype):
+            logits = model(xb)
+        loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
+        correct += (logits.argmax(1) == yb).sum()
+    model.train(was_training)
+    return loss_sum.item() / len(x), correct.item() / len(x)
+
+
+def run_loop(p: Parts, s: Settings, store: RunDir, logger, resume: dict | None) -> Outcome:
+    """Train from iteration 0, or from `resume` (a checkpoint), to `s.iterations` or divergence."""
+    gen = torch.Generator(device=p.device)
+    gen.manual_seed(p.seed + 10_007)  # augmentation stream, separate from init and data order
+    start, counters = 0, {"images_seen": 0, "wall_s": 0.0, "train_s": 0.0, "best_test_acc": None,
+                          "last_test": None}
+    if resume is not None:
+        p.model.load_state_dict(resume["model"])
+        p.optimizer.load_state_dict(resume["optimizer"])
+        p.order.load_state_dict(resume["order"])
+        gen.set_state(resume["aug_rng"])
+        checkpoint.set_rng_state(resume["rng"])
+        start, counters = resume["iteration"], dict(resume["counters"])
+
+    n_train, total = len(p.train_x), s.iterations
+    writer = MetricsWriter(store.metrics)
+    bar = tqdm(total=total, initial=start, desc=s.desc, unit="it", disable=not s.progress,
+               file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+    pending: list[tuple] = []  # (iteration, lr, momentum, loss tensor, correct tensor, batch size)
+    last_row: dict = {}  # the last row written with a finite loss
+    t_session = time.perf_counter()
+    eval_s = 0.0
+    images_session = 0
+    p.model.train()
+
+    def state_at(iteration: int) -> dict:
+        return {"iteration": iteration, "model": p.model.state_dict(), "optimizer": p.optimizer.state_dict(),
+                "order": p.order.state_dict(), "aug_rng": gen.get_state(), "rng": checkpoint.rng_state(),
+                "counters": counters}
+
+    def timing() -> tuple[float, float]:
+        wall = time.perf_counter() - t_session
+        return counters["wall_s"] + wall, counters["train_s"] + wall - eval_s
+
+    try:
+        with _SignalFlag() as flag:
+            for it in range(start, total):
+                lr, momentum = p.schedule.lr(it), p.schedule.momentum(it)
+                set_hparams(p.optimizer, lr, momentum)
+                idx = p.order.next_indices().to(p.device, non_blocking=True)
+                xb = p.augment.train(p.train_x[idx], gen).contiguous(memory_format=torch.channels_last)
+                loss, correct = train_step(p.model, p.optimizer, xb, p.train_y[idx], p.amp_dtype, p.device)
+                done = it + 1
+                pending.append((done, lr, momentum, loss, correct, len(idx)))
+                counters["images_seen"] += len(idx)
+                images_session += len(idx)
+                bar.update(1)
+
+                eval_now = done % s.eval_every == 0 or done == total
+                ckpt_now = (done % s.checkpoint_every == 0 and done < total) or flag.signum is not None
+                if not (eval_now or ckpt_now or len(pending) >= s.log_every):
+                    continue
+
+                rows, bad = _materialize(pending, n_train)
+                pending = []
+                last_row = rows[-1] if rows else last_row
+                if bad is not None:  # non-finite loss: keep the rows before it and stop
+                    writer.write(rows)
+                    logger.log_rows(rows)
+                    wall_s, train_s = timing()
+                    last = counters["last_test"] or {}
+                    return Outcome(
+                        status="diverged", iterations=bad - 1, images_seen=counters["images_seen"],
+                        wall_s=wall_s, train_s=train_s,
+                        images_per_s=_rate(images_session, time.perf_counter() - t_session - eval_s),
+                        final_test_loss=None, final_test_acc=None, best_test_acc=counters["best_test_acc"],
+                        diverged_at=bad,
+                        last_finite={"iteration": last_row.get("iteration", start),
+                                     "train/loss": last_row.get("train/loss"),
+                                     "test/iteration": last.get("iteration"), "test/loss": last.get("loss"),
+                                     "test/acc": last.get("acc")})
+                if eval_now:
+                    t_eval = time.perf_counter()
+                    test_loss, test_acc = evaluate(p.model, p.test_x, p.test_y, p.augment, s.eval_batch_size,
+                                                   p.amp_dtype, p.device)
+                    eval_s += time.perf_counter() - t_eval
+                    rows[-1]["test/loss"], rows[-1]["test/acc"] = test_loss, test_acc
+                    counters["last_test"] = {"iteration": done, "loss": test_loss, "acc": test_acc}
+                    best = counters["best_test_acc"]
+                    counters["best_test_acc"] = test_acc if best is None else max(best, test_acc)
+                writer.write(rows)
+                logger.log_rows(rows)
+                last = counters["last_test"] or {}
+                bar.set_postfix(lr=f"{lr:.3g}", loss=f"{rows[-1]['train/loss']:.3f}",
+                                test_acc=f"{last['acc']:.4f}" if last else "-",
+                                img_s=f"{_rate(images_session, time.perf_counter() - t_session - eval_s):.0f}",
+                                refresh=False)
+                if ckpt_now:
+                    wall_s, train_s = timing()
+                    checkpoint.save(store.checkpoint, state_at(done) | {
+                        "counters": counters | {"wall_s": wall_s, "train_s": train_s}})
+                if flag.signum is not None:
+                    raise Interrupted(flag.signum)
+    finally:
+        bar.close()
+        writer.close()
+
+    wall_s, train_s = timing()
+    last = counters["last_test"]
+    return Outcome(status="completed", iterations=total, images_seen=counters["images_seen"], wall_s=wall_s,
+                   train_s=train_s, images_per_s=_rate(images_session, time.perf_counter() - t_session - eval_s),
+                   final_test_loss=last["loss"], final_test_acc=last["acc"],
+                   best_test_acc=counters["best_test_acc"])
+
+
+def _rate(images: int, seconds: float) -> float:
+    return images / seconds if seconds > 0 else 0.0
+
+
+def _materialize(pending: list[tuple], n_train: int) -> tuple[list[dict], int | None]:
+    """Turn buffered device scalars into CSV rows (one host sync); cut at the first non-finite loss."""
+    losses = torch.stack([t[3] for t in pending]).float().cpu().tolist()
+    corrects = torch.stack([t[4] for t in pending]).cpu().tolist()
+    rows = []
+    for (done, lr, momentum, _, _, bs), loss, correct in zip(pending, losses, corrects):
+        if not math.isfinite(loss):
+            return rows, done
+        rows.append({"iteration": done, "epoch": done * bs / n_train, "lr": lr, "momentum": momentum,
+                     "train/loss": loss, "train/acc": correct / bs})
+    return rows, None
