@@ -132,6 +132,7 @@ BAD_INPUT = [
     ("model=resnet99", "model=resnet99"),
     ("schedule=triangle", "schedule=triangle"),
     ("train.batch_size=abc", "train.batch_size"),
+    ("schedule.max_LR=1", "max_LR"),  # a misspelt key
 ]
 
 

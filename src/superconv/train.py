@@ -114,8 +114,13 @@ def _differences(a, b, prefix="") -> list[str]:
 def _plain(cfg) -> dict:
     from omegaconf import DictConfig, OmegaConf
 
+    from omegaconf.errors import OmegaConfBaseException
+
     if isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        try:
+            return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        except OmegaConfBaseException as e:
+            raise ConfigError(" ".join(str(e).split())) from None
     return dict(cfg)
 
 
@@ -177,7 +182,7 @@ def run(cfg, command: str | None = None) -> dict:
     settings = Settings(iterations=tr["iterations"], eval_every=tr["eval_every"],
                         eval_batch_size=tr["eval_batch_size"], log_every=tr["log_every"],
                         checkpoint_every=tr["checkpoint_every"], progress=tr["progress"],
-                        desc=f"{c['experiment_name']}/{store.path.name}")
+                        desc=c["experiment_name"])
 
     store.path.mkdir(parents=True, exist_ok=True)
     if store.read_config() is None:
@@ -263,10 +268,30 @@ def _hydra_entry():
     return hydra_main
 
 
-def main() -> None:
-    """Console entry point: one-line errors with exit code 2 for unknown group options, then Hydra."""
+def check_composes(overrides: list[str]) -> None:
+    """Compose the config once before Hydra does, to turn a typo into one line and exit code 2.
+
+    Hydra reports a misspelt key (`schedule.max_LR=1`) in several lines with exit code 1; sweeps and
+    scripts want the same contract as every other bad value. Only for single runs: a multirun's sweep
+    values are composed job by job by Hydra itself.
+    """
+    from hydra import compose, initialize_config_dir
+
     try:
-        check_group_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="check"):
+            compose("config", overrides=overrides)
+    except Exception as e:  # Hydra and OmegaConf raise many types; all mean the same to a user
+        raise ConfigError(" ".join(str(e).split())) from None
+
+
+def main() -> None:
+    """Console entry point: bad overrides get one line and exit code 2 before Hydra starts."""
+    args = sys.argv[1:]
+    overrides = [a for a in args if not a.startswith("-")]
+    try:
+        check_group_overrides(overrides)
+        if len(overrides) == len(args):  # a plain single run (no --multirun, --cfg, --help ...)
+            check_composes(overrides)
     except ConfigError as e:
         _fail(str(e))
     _hydra_entry()()
