@@ -1,0 +1,71 @@
+"""The Hydra entry-point wrapper shared by `superconv.train` and `superconv.range_test`.
+
+Contract of every entry point: exit 0 when the run completed, diverged or was already done; exit 2 with
+one line on stderr (no traceback, nothing written) for bad input; 128+signal when stopped by SIGTERM or
+SIGINT after writing a checkpoint. Hydra itself writes nothing (no .hydra/, no log file, run dir ".");
+each run computes its own directory `<paths.results_dir>/<experiment_name>/<override_dirname>`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from .config import CONF_DIR, ConfigError, check_group_overrides
+from .loop import Interrupted
+from .session import USER_ERRORS, default_run_dir
+
+
+def fail(message: str, code: int = 2):
+    print(f"superconv: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def check_composes(config_name: str, overrides: list[str]) -> None:
+    """Compose the config once before Hydra does, to turn a typo into one line and exit code 2.
+
+    Hydra reports a misspelt key (`schedule.max_LR=1`) in several lines with exit code 1; sweeps and
+    scripts want the same contract as every other bad value. Only for single runs: a multirun's sweep
+    values are composed job by job by Hydra itself.
+    """
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="check"):
+            compose(config_name, overrides=overrides)
+    except Exception as e:  # Hydra and OmegaConf raise many types; all mean the same to a user
+        raise ConfigError(" ".join(str(e).split())) from None
+
+
+def main(config_name: str, module: str, run: Callable, default_experiment: str = "adhoc") -> None:
+    """Check the command line, then hand it to `@hydra.main`, which calls `run(cfg, command=...)`."""
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    args = sys.argv[1:]
+    overrides = [a for a in args if not a.startswith("-")]
+    try:
+        check_group_overrides(overrides)
+        if len(overrides) == len(args):  # a plain single run (no --multirun, --cfg, --help ...)
+            check_composes(config_name, overrides)
+    except ConfigError as e:
+        fail(str(e))
+
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
+    def hydra_main(cfg) -> None:
+        hc = HydraConfig.get()
+        with open_dict(cfg):
+            if cfg.experiment_name == "adhoc":
+                cfg.experiment_name = default_experiment
+            cfg.paths.run_dir = str(default_run_dir(
+                {"paths": {"results_dir": cfg.paths.results_dir}, "experiment_name": cfg.experiment_name},
+                hc.job.override_dirname or "default"))
+        try:
+            run(cfg, command=" ".join([f"python -m {module}", *hc.overrides.task]))
+        except USER_ERRORS as e:
+            fail(str(e))
+        except Interrupted as e:
+            fail(str(e), 128 + e.signum)
+
+    hydra_main()
