@@ -25,6 +25,7 @@ VOLATILE_KEYS = {
     "paths": None,
     "logger": None,
     "train": ("progress", "checkpoint_every", "keep_checkpoint", "log_every", "device", "threads"),
+    "range_test": ("tolerance", "bounds_rule", "min_div"),  # analysis of the curve, not the curve
 }
 
 

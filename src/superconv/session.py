@@ -105,13 +105,18 @@ def plain(cfg) -> dict:
     return dict(cfg)
 
 
-def _differences(a, b, prefix="") -> list[str]:
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
+def differences(stored, current, prefix="") -> list[str]:
+    """Dotted keys whose values differ between a stored config and the current one.
+
+    Only keys present in both count: a key added to the configs after a run finished (a new option,
+    with its default) must not turn every finished result into "another configuration".
+    """
+    if isinstance(stored, Mapping) and isinstance(current, Mapping):
         out = []
-        for key in sorted(set(a) | set(b), key=str):
-            out += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
+        for key in sorted(set(stored) & set(current), key=str):
+            out += differences(stored[key], current[key], f"{prefix}{key}.")
         return out
-    return [] if a == b else [prefix.rstrip(".")]
+    return [] if stored == current else [prefix.rstrip(".")]
 
 
 def check_store(c: Mapping) -> RunDir:
@@ -122,8 +127,8 @@ def check_store(c: Mapping) -> RunDir:
         if stored is None and store.foreign_files():
             raise StoreError(f"{store.path}: holds files that are not a superconv run "
                              f"({', '.join(store.foreign_files()[:3])}); choose another paths.results_dir")
-        if stored is not None and identity(stored) != identity(c):
-            diff = _differences(identity(stored), identity(c))
+        diff = differences(identity(stored), identity(c)) if stored is not None else []
+        if diff:
             raise StoreError(f"{store.path}: holds a run of another configuration (differs in {', '.join(diff[:4])}); "
                              f"choose another paths.results_dir or move that directory away")
     return store

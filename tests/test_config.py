@@ -1,0 +1,80 @@
+"""Config composition, validation and run identity, in-process (no training)."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from superconv.config import CONF_DIR, ConfigError, check_group_overrides, group_options, identity, validate
+from superconv.session import differences
+
+
+def composed(*overrides: str, config_name: str = "config") -> dict:
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return OmegaConf.to_container(compose(config_name, overrides=list(overrides)), resolve=True)
+
+
+def test_defaults_are_the_papers_fig1a_clr_run():
+    c = composed()
+    assert (c["model"]["depth"], c["model"]["variant"], c["model"]["bn_momentum"]) == (56, "paper", 0.05)
+    assert (c["train"]["batch_size"], c["train"]["iterations"]) == (1000, 10000)
+    assert (c["schedule"]["name"], c["schedule"]["min_lr"], c["schedule"]["max_lr"]) == ("clr", 0.1, 3.0)
+    assert (c["optim"]["momentum"], c["optim"]["weight_decay"]) == (0.9, 1e-4)
+    assert c["data"]["augment"] == "paper"
+    validate(c)
+
+
+def test_scale_smoke_shrinks_but_the_command_line_wins():
+    c = composed("scale=smoke")
+    assert c["data"]["name"] == "synthetic" and c["train"]["iterations"] == 20
+    c = composed("scale=smoke", "train.iterations=7", "data=cifar10")
+    assert c["data"]["name"] == "cifar10" and c["train"]["iterations"] == 7
+
+
+def test_every_override_name_users_rely_on_exists():
+    c = composed("model=resnet110", "model.variant=standard", "model.dropout=0.2", "model.bn_momentum=0.1",
+                 "data=cifar100", "data.fraction=0.5", "data.augment=standard", "train.batch_size=256",
+                 "train.iterations=5", "train.eval_every=1", "schedule=one_cycle", "schedule.max_lr=1",
+                 "schedule.min_lr=0.1", "optim.momentum=0.95", "optim.weight_decay=0", "optim.nesterov=true",
+                 "seed=3", "paths.data_dir=/x", "paths.results_dir=/y", "logger=wandb", "scale=mini")
+    validate(c)
+    assert c["model"]["depth"] == 20  # scale=mini shrinks the depth after the model group
+
+
+@pytest.mark.parametrize("override,message", [
+    ("data.fraction=0", "data.fraction=0: must be in (0, 1]"),
+    ("train.eval_every=0", "train.eval_every=0: must be an integer >= 1"),
+    ("model.depth=21", "model.depth=21: must be 6n+2"),
+    ("schedule.min_lr=4", "schedule.min_lr=4: must be <= schedule.max_lr=3.0"),
+    ("optim.momentum=1.0", "optim.momentum=1.0: must be in [0, 1)"),
+])
+def test_validate_names_the_key_and_the_allowed_range(override, message):
+    with pytest.raises(ConfigError) as err:
+        validate(composed(override))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_group_options_are_refused_one_by_one():
+    check_group_overrides(["model=resnet20,resnet56", "experiment=glob(*)", "seed=1"])
+    with pytest.raises(ConfigError, match=r"schedule=cosine: unknown option; allowed: clr, constant"):
+        check_group_overrides(["schedule=clr,cosine"])
+    assert "range_fig2b_5k" in group_options("experiment")
+
+
+def test_identity_ignores_volatile_keys_and_keys_added_later():
+    a = composed()
+    b = composed("paths.results_dir=/elsewhere", "logger=wandb", "train.checkpoint_every=7",
+                 "range_test.tolerance=0.3")
+    assert differences(identity(a), identity(b)) == []
+    c = composed("train.iterations=5")
+    assert differences(identity(a), identity(c)) == ["train.iterations"]
+    newer = identity(a) | {"train": identity(a)["train"] | {"new_option": 1}}
+    assert differences(identity(a), newer) == []  # a stored run predating new_option still matches
+
+
+def test_range_test_config_defaults_to_the_linear_0_to_3_schedule():
+    c = composed(config_name="range_test")
+    assert c["schedule"] == {"name": "range_test", "min_lr": 0.0, "max_lr": 3.0, "mode": "linear",
+                             "cycle_momentum": False}
+    assert c["range_test"]["mode"] == "accuracy"
