@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -167,6 +168,7 @@ def run_lr_find(c: dict, command: str | None) -> dict:
         x = s.augment.train(s.split.train_x[idx], gen).contiguous(memory_format=torch.channels_last)
         return x, s.split.train_y[idx]
 
+    t0 = time.perf_counter()
     res = lr_find(s.model, s.optimizer, next_batch, start_lr=rt["start_lr"], end_lr=rt["end_lr"],
                   num_it=rt["num_it"], stop_factor=rt["stop_factor"], beta=rt["beta"],
                   momentum=c["optim"]["momentum"], amp_dtype=s.amp_dtype, device=s.device)
@@ -180,6 +182,7 @@ def run_lr_find(c: dict, command: str | None) -> dict:
         "status": "completed",
         "iterations": len(res.lrs),
         "images_seen": len(res.lrs) * bs,
+        "wall_s": round(time.perf_counter() - t0, 3),
         "range_test": {"mode": "loss", "suggestions": res.suggestions, "stopped_at": res.stopped_at,
                        "stop_lr": res.lrs[res.stopped_at] if res.stopped_at is not None else None,
                        "note": res.note, "restored": True},
