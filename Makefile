@@ -9,7 +9,7 @@ export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
 export MALLOC_TOP_PAD_ ?= 1073741824
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow smoke train data clean
+.PHONY: help install test smoke train data clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,11 +26,8 @@ help: ## list the targets
 install: .venv/.installed ## create .venv and install the package with its test extras (idempotent)
 	@echo "installed into .venv"
 
-test: install ## run the test suite (under 10 minutes on 2 cores; slow tests excluded)
+test: install ## run the test suite (about 4 minutes on 2 cores; tests marked slow are left out)
 	$(PY) -m pytest -q
-
-test-slow: install ## run only the slow tests
-	$(PY) -m pytest -q -m slow
 
 smoke: install ## a scale=smoke run on synthetic data (seconds); output under outputs/
 	$(PY) -m superconv.train scale=smoke
