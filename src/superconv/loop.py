@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -91,6 +92,8 @@ class _SignalFlag:
         self._old = {}
 
     def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals reach the main thread only; a run in a worker thread just runs
         for s in (signal.SIGTERM, signal.SIGINT):
             self._old[s] = signal.signal(s, self._handle)
         return self
