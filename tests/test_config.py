@@ -45,9 +45,9 @@ def test_every_override_name_users_rely_on_exists():
 @pytest.mark.parametrize("override,message", [
     ("data.fraction=0", "data.fraction=0: must be in (0, 1]"),
     ("train.eval_every=0", "train.eval_every=0: must be an integer >= 1"),
-    ("model.depth=21", "model.depth=21: must be 6n+2"),
-    ("schedule.min_lr=4", "schedule.min_lr=4: must be <= schedule.max_lr=3.0"),
-    ("optim.momentum=1.0", "optim.momentum=1.0: must be in [0, 1)"),
+    ("model.depth=21", "model.depth must be an integer 6n+2"),
+    ("schedule.min_lr=4", "schedule.min_lr must be in [0, schedule.max_lr=3]"),
+    ("optim.momentum=1.0", "optim.momentum must be in [0, 1) (got 1.0)"),
 ])
 def test_validate_names_the_key_and_the_allowed_range(override, message):
     with pytest.raises(ConfigError) as err:

@@ -14,6 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .models.resnet import check_args
+from .optim import check_cfg
+from .schedules import build_schedule
+
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 # The config groups a user selects with `group=option`; each option is a file conf/<group>/<option>.yaml.
@@ -92,7 +96,6 @@ def _choice(cfg: Mapping, key: str, allowed: tuple[str, ...]) -> str:
 
 def validate(cfg: Mapping) -> None:
     """Check every user-settable value of a resolved config (a plain nested dict)."""
-    inf = float("inf")
     _int_at_least(cfg, "seed", 0)
     for key in ("batch_size", "iterations", "eval_every", "eval_batch_size", "log_every", "checkpoint_every"):
         _int_at_least(cfg, f"train.{key}", 1)
@@ -106,25 +109,15 @@ def validate(cfg: Mapping) -> None:
     _float_in(cfg, "data.fraction", 0.0, 1.0, low_open=True, high_open=False)
     _choice(cfg, "data.augment", ("paper", "standard"))
 
-    _int_at_least(cfg, "model.depth", 8)
-    if (cfg["model"]["depth"] - 2) % 6:
-        raise ConfigError(f"model.depth={cfg['model']['depth']}: must be 6n+2 (20, 56, 110, ...)")
-    _choice(cfg, "model.variant", ("paper", "standard"))
-    _float_in(cfg, "model.dropout", 0.0, 1.0, low_open=False, high_open=True)
-    _float_in(cfg, "model.bn_momentum", 0.0, 1.0, low_open=True, high_open=False)
-
-    _choice(cfg, "optim.name", ("sgd", "adam", "adagrad", "adadelta"))
-    _float_in(cfg, "optim.momentum", 0.0, 1.0, low_open=False, high_open=True)
-    _float_in(cfg, "optim.weight_decay", 0.0, inf, low_open=False, high_open=True)
-
-    schedule = cfg["schedule"]
-    for key in ("min_lr", "max_lr"):
-        if schedule.get(key) is not None:
-            _float_in(cfg, f"schedule.{key}", 0.0, inf, low_open=False, high_open=True)
-    if schedule.get("min_lr") is not None and schedule["min_lr"] > schedule["max_lr"]:
-        raise ConfigError(
-            f"schedule.min_lr={schedule['min_lr']!r}: must be <= schedule.max_lr={schedule['max_lr']!r}"
-        )
+    # The building blocks check their own arguments (one place per rule); here they are only called
+    # early, before data is loaded, and their ValueError becomes a ConfigError.
+    m = cfg["model"]
+    try:
+        check_args(m["depth"], m["variant"], 10, m["dropout"], m["bn_momentum"])
+        check_cfg(cfg["optim"])
+        build_schedule(cfg["schedule"], cfg["train"]["iterations"], cfg["optim"]["momentum"])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     _choice(cfg, "logger.name", ("none", "wandb"))
 
 

@@ -36,6 +36,13 @@ _RULES = {
 }
 
 
+def _check_decay(weight_decay, decay) -> None:
+    if decay not in _RULES:
+        raise ValueError(f"optim.decay must be one of {', '.join(DECAY_MODES)} (got {decay!r})")
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
+        raise ValueError(f"optim.weight_decay must be a number >= 0 (got {weight_decay!r})")
+
+
 def param_groups(model: nn.Module, weight_decay: float, decay: str = "paper") -> list[dict]:
     """Two optimizer groups: ``{"name": "decay", "weight_decay": weight_decay}`` and
     ``{"name": "no_decay", "weight_decay": 0.0}`` (an empty group is left out).
@@ -43,10 +50,7 @@ def param_groups(model: nn.Module, weight_decay: float, decay: str = "paper") ->
     Raises ``ValueError`` for an unknown ``decay`` or a parameter owned by a module type other than
     Conv / Linear / BatchNorm.
     """
-    if decay not in _RULES:
-        raise ValueError(f"optim.decay must be one of {', '.join(DECAY_MODES)} (got {decay!r})")
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
-        raise ValueError(f"optim.weight_decay must be a number >= 0 (got {weight_decay!r})")
+    _check_decay(weight_decay, decay)
     rules = _RULES[decay]
     decayed: list[nn.Parameter] = []
     plain: list[nn.Parameter] = []
@@ -78,6 +82,24 @@ def build_optimizer(model: nn.Module, cfg: Mapping, lr: float) -> torch.optim.Op
     Keys (defaults in brackets): name [sgd], momentum [0.9], weight_decay [1e-4], nesterov [false],
     decay [paper]. Adam uses ``betas=(momentum, 0.999)``; AdaGrad and AdaDelta ignore momentum.
     """
+    name, momentum, weight_decay, nesterov, decay = check_cfg(cfg)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0:
+        raise ValueError(f"initial learning rate must be >= 0 (got {lr!r})")
+    groups = param_groups(model, weight_decay, decay)
+    lr = float(lr)
+    # foreach=None (torch's default) selects the multi-tensor path at step time when every parameter
+    # is on CUDA, and the per-tensor loop on CPU, so the choice follows the model's device.
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=float(momentum), nesterov=nesterov, foreach=None)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, betas=(float(momentum), 0.999), foreach=None)
+    if name == "adagrad":
+        return torch.optim.Adagrad(groups, lr=lr, foreach=None)
+    return torch.optim.Adadelta(groups, lr=lr, foreach=None)  # lr is a scale factor (torch default 1.0)
+
+
+def check_cfg(cfg: Mapping) -> tuple:
+    """Validate the `optim` config (one-line ValueError naming the key); return its values with defaults."""
     name = cfg.get("name", "sgd")
     momentum = cfg.get("momentum", 0.9)  # PAPER.md §1: constant momentum 0.9
     weight_decay = cfg.get("weight_decay", 1e-4)  # PAPER.md §1 / Fig 10b: 1e-4
@@ -91,19 +113,8 @@ def build_optimizer(model: nn.Module, cfg: Mapping, lr: float) -> torch.optim.Op
         raise ValueError(f"optim.nesterov must be true or false (got {nesterov!r})")
     if nesterov and (name != "sgd" or momentum == 0):
         raise ValueError(f"optim.nesterov needs optim.name=sgd and optim.momentum > 0 (got {name}, {momentum!r})")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0:
-        raise ValueError(f"initial learning rate must be >= 0 (got {lr!r})")
-    groups = param_groups(model, weight_decay, decay)  # validates optim.weight_decay, optim.decay
-    lr = float(lr)
-    # foreach=None (torch's default) selects the multi-tensor path at step time when every parameter
-    # is on CUDA, and the per-tensor loop on CPU, so the choice follows the model's device.
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=float(momentum), nesterov=nesterov, foreach=None)
-    if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, betas=(float(momentum), 0.999), foreach=None)
-    if name == "adagrad":
-        return torch.optim.Adagrad(groups, lr=lr, foreach=None)
-    return torch.optim.Adadelta(groups, lr=lr, foreach=None)  # lr is a scale factor (torch default 1.0)
+    _check_decay(weight_decay, decay)
+    return name, momentum, weight_decay, nesterov, decay
 
 
 def set_hparams(optimizer: torch.optim.Optimizer, lr: float, momentum: float) -> None:

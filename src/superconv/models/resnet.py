@@ -171,11 +171,8 @@ class CifarResNet(nn.Module):
         return self.fc(x)
 
 
-def build_resnet(depth: int, variant: str = "paper", num_classes: int = 10, dropout: float = 0.0,
-                 bn_momentum: float = 0.1) -> torch.nn.Module:
-    """Build a CIFAR ResNet of ``depth`` = 6n+2 layers; input [B,3,32,32], output logits
-    [B,num_classes]. See the module docstring for the ``paper`` and ``standard`` variants.
-    ``bn_momentum`` uses the PyTorch convention (Caffe moving_average_fraction 0.95 -> 0.05)."""
+def check_args(depth, variant, num_classes, dropout, bn_momentum) -> None:
+    """Raise a one-line ValueError naming the `model.*` key of the first invalid argument."""
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6 != 0:
         raise ValueError(f"model.depth must be an integer 6n+2 with n >= 1 (20, 56, 110, ...), got {depth!r}")
     if variant not in VARIANTS:
@@ -187,4 +184,12 @@ def build_resnet(depth: int, variant: str = "paper", num_classes: int = 10, drop
     if (isinstance(bn_momentum, bool) or not isinstance(bn_momentum, (int, float))
             or not 0.0 < bn_momentum <= 1.0):
         raise ValueError(f"model.bn_momentum must be a number in (0, 1], got {bn_momentum!r}")
+
+
+def build_resnet(depth: int, variant: str = "paper", num_classes: int = 10, dropout: float = 0.0,
+                 bn_momentum: float = 0.1) -> torch.nn.Module:
+    """Build a CIFAR ResNet of ``depth`` = 6n+2 layers; input [B,3,32,32], output logits
+    [B,num_classes]. See the module docstring for the ``paper`` and ``standard`` variants.
+    ``bn_momentum`` uses the PyTorch convention (Caffe moving_average_fraction 0.95 -> 0.05)."""
+    check_args(depth, variant, num_classes, dropout, bn_momentum)
     return CifarResNet((depth - 2) // 6, variant, num_classes, float(dropout), float(bn_momentum))
