@@ -9,7 +9,7 @@ export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
 export MALLOC_TOP_PAD_ ?= 1073741824
 
 .DEFAULT_GOAL := help
-.PHONY: help install test smoke train data clean
+.PHONY: help install test smoke train data figures clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,10 @@ smoke: install ## a scale=smoke run on synthetic data (seconds); output under ou
 
 train: install ## the paper's Fig 1a CLR run, or any overrides: make train ARGS="model=resnet20"
 	$(PY) -m superconv.train $(ARGS)
+
+REFERENCE ?=
+figures: install ## rebuild every figure and paper_figures/REPORT.md from results/ (seconds; trains nothing)
+	$(PY) -m paper_figures $(if $(REFERENCE),--reference $(REFERENCE))
 
 data: install ## build the development copy of CIFAR-10 into data/ (needs ../shared/data)
 	$(PY) ../shared/data/make_cifar10.py data
