@@ -36,7 +36,7 @@ smoke: install ## a scale=smoke run on synthetic data (seconds); output under ou
 train: install ## the paper's Fig 1a CLR run, or any overrides: make train ARGS="model=resnet20"
 	$(PY) -m superconv.train $(ARGS)
 
-REFERENCE ?=
+REFERENCE ?= $(wildcard ../shared/reference/author_logs)
 figures: install ## rebuild every figure and paper_figures/REPORT.md from results/ (seconds; trains nothing)
 	$(PY) -m paper_figures $(if $(REFERENCE),--reference $(REFERENCE))
 

@@ -61,7 +61,7 @@ def test_fig2b_like_curve_stays_high():
 
 def test_fig11_like_curve_collapses():
     lrs, accs = fig11_curve()
-    v = verdict(lrs, accs)
+    v = verdict(lrs, accs, window=1)
     assert v["label"] == "collapses"
     assert v["super_convergence_possible"] is False
     assert v["peak_acc"] == pytest.approx(0.6) and v["peak_lr"] == 0.5
@@ -78,9 +78,9 @@ def test_diverging_curve():
     lrs = [round(0.1 * i, 10) for i in range(13)]  # rows stop at LR 1.2
     accs = [0.1, 0.5, 0.7, 0.78, 0.8, 0.79, 0.78, 0.77, 0.76, 0.76, 0.75, 0.74, 0.74]
     # without the divergence flag this curve would stay high ...
-    assert verdict(lrs, accs)["label"] == "stays_high"
+    assert verdict(lrs, accs, window=1)["label"] == "stays_high"
     # ... but divergence before the end of the range counts as a collapse
-    v = verdict(lrs, accs, diverged_lr=1.2)
+    v = verdict(lrs, accs, diverged_lr=1.2, window=1)
     assert v["label"] == "diverged"
     assert v["super_convergence_possible"] is False
     assert v["diverged_lr"] == 1.2 and v["max_lr_tested"] == 1.2
@@ -91,28 +91,28 @@ def test_diverging_curve():
 def test_never_learns():
     lrs = [round(0.1 * i, 10) for i in range(31)]
     accs = [0.1 + 0.02 * ((i * 7) % 3) / 2 for i in range(31)]  # 0.10 .. 0.12
-    v = verdict(lrs, accs, chance=0.1)
+    v = verdict(lrs, accs, chance=0.1, window=1)
     assert v["label"] == "never_learns" and v["super_convergence_possible"] is False
     assert v["chance"] == 0.1 and "never learns" in v["text"]
     # a real curve with chance given is unaffected
-    assert verdict(*fig2b_curve(), chance=0.1)["label"] == "stays_high"
+    assert verdict(*fig2b_curve(), chance=0.1, window=1)["label"] == "stays_high"
     # never_learns wins over diverged
-    assert verdict(lrs, accs, chance=0.1, diverged_lr=3.0)["label"] == "never_learns"
+    assert verdict(lrs, accs, chance=0.1, diverged_lr=3.0, window=1)["label"] == "never_learns"
 
 
 def test_tolerance_boundary_is_inclusive():
     lrs = [0.0, 0.5, 1.0, 1.5, 2.0]
     # (1 - 0.2) * 0.8 = 0.6400000000000001 in floats; 0.64 exactly on the boundary counts as within
-    v = verdict(lrs, [0.1, 0.8, 0.64, 0.7, 0.64])
+    v = verdict(lrs, [0.1, 0.8, 0.64, 0.7, 0.64], window=1)
     assert v["label"] == "stays_high" and v["plateau_end_lr"] == 2.0
-    v = verdict(lrs, [0.1, 0.8, 0.64, 0.6399, 0.7])
+    v = verdict(lrs, [0.1, 0.8, 0.64, 0.6399, 0.7], window=1)
     assert v["label"] == "collapses"
     assert v["plateau_end_lr"] == 1.0 and v["first_drop_lr"] == 1.5
     # a looser tolerance accepts the same curve; percent units behave the same
-    assert verdict(lrs, [0.1, 0.8, 0.64, 0.6399, 0.7], tolerance=0.25)["label"] == "stays_high"
-    assert verdict(lrs, [10.0, 80.0, 64.0, 70.0, 64.0])["label"] == "stays_high"
+    assert verdict(lrs, [0.1, 0.8, 0.64, 0.6399, 0.7], tolerance=0.25, window=1)["label"] == "stays_high"
+    assert verdict(lrs, [10.0, 80.0, 64.0, 70.0, 64.0], window=1)["label"] == "stays_high"
     # values before the peak never count as a drop
-    assert verdict(lrs, [0.1, 0.2, 0.3, 0.8, 0.79])["label"] == "stays_high"
+    assert verdict(lrs, [0.1, 0.2, 0.3, 0.8, 0.79], window=1)["label"] == "stays_high"
 
 
 def test_verdict_input_errors():
@@ -121,29 +121,29 @@ def test_verdict_input_errors():
             verdict(*bad)
         assert "\n" not in str(e.value)
     with pytest.raises(ValueError):
-        verdict([0.1], [0.5], tolerance=1.0)
+        verdict([0.1], [0.5], tolerance=1.0, window=1)
 
 
 def test_suggest_bounds_rules_and_min_div():
     lrs, accs = fig11_curve()
-    b = suggest_bounds(lrs, accs)
+    b = suggest_bounds(lrs, accs, window=1)
     assert b["rule"] == "peak" and b["max_lr"] == 0.5 and b["min_lr"] == 0.125 and b["min_div"] == 4.0
     assert "peak" in b["text"] and "CLR" in b["text"]
-    b = suggest_bounds(lrs, accs, rule="plateau_end", min_div=10)
+    b = suggest_bounds(lrs, accs, rule="plateau_end", min_div=10, window=1)
     assert b["max_lr"] == pytest.approx(0.7) and b["min_lr"] == pytest.approx(0.07)
-    assert b["max_lr"] == verdict(lrs, accs)["plateau_end_lr"]
+    assert b["max_lr"] == verdict(lrs, accs, window=1)["plateau_end_lr"]
     assert "plateau_end" in b["text"] and "falls below" in b["text"] and "1cycle" in b["text"]
     # the Fig-2b-like curve: plateau runs to the end of the range
-    b = suggest_bounds(*fig2b_curve(), rule="plateau_end", min_div=3)
+    b = suggest_bounds(*fig2b_curve(), rule="plateau_end", min_div=3, window=1)
     assert b["max_lr"] == 3.0 and b["min_lr"] == 1.0
     json.dumps(b)
     assert set(b) == {"max_lr", "min_lr", "rule", "min_div", "text"}
     with pytest.raises(ValueError):
-        suggest_bounds(lrs, accs, rule="steep")
+        suggest_bounds(lrs, accs, rule="steep", window=1)
     with pytest.raises(ValueError):
-        suggest_bounds(lrs, accs, min_div=0)
+        suggest_bounds(lrs, accs, min_div=0, window=1)
     with pytest.raises(ValueError):
-        suggest_bounds([0.0, 1.0], [0.8, 0.2])  # peak at LR 0
+        suggest_bounds([0.0, 1.0], [0.8, 0.2], window=1)  # peak at LR 0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -282,3 +282,18 @@ def test_valley_matches_fastai_on_random_curves():
     assert fastai_valley_index(losses) == -1
     assert fastai_valley_reference(lrs, losses) == 1.0  # fastai: the largest LR
     assert lr_find_suggestions(lrs, losses)["valley"] == 1e-4
+
+
+def test_one_noisy_evaluation_neither_collapses_nor_peaks():
+    """The author's 5k range test dips once below 80% of its peak; the paper reads it as staying high."""
+    lrs = [0.3 * i for i in range(1, 11)]
+    accs = [0.5, 0.7, 0.78, 0.8, 0.79, 0.55, 0.77, 0.76, 0.75, 0.74]  # one dip at LR 1.8
+    assert verdict(lrs, accs, window=1)["label"] == "collapses"
+    assert verdict(lrs, accs, window=3)["label"] == "stays_high"  # running median of 3
+    spike = [0.5, 0.6, 0.95, 0.62, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]  # one lucky evaluation
+    assert verdict(lrs, spike, window=1)["label"] == "collapses"
+    assert verdict(lrs, spike, window=3)["peak_acc"] == pytest.approx(0.62)
+    collapse = [0.5, 0.7, 0.8, 0.78, 0.6, 0.4, 0.3, 0.2, 0.1, 0.1]  # sustained: a real collapse
+    assert verdict(lrs, collapse, window=3)["label"] == "collapses"
+    from superconv.range_analysis import default_window
+    assert [default_window(n) for n in (10, 20, 50, 200, 1000)] == [1, 1, 3, 11, 51]

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 
 from .config import CONF_DIR, ConfigError, check_group_overrides
+from .data import DataError
 from .loop import Interrupted
 from .session import USER_ERRORS, default_run_dir
 
@@ -41,6 +42,7 @@ def main(config_name: str, module: str, run: Callable, default_experiment: str =
     """Check the command line, then hand it to `@hydra.main`, which calls `run(cfg, command=...)`."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
     from omegaconf import open_dict
 
     args = sys.argv[1:]
@@ -63,6 +65,11 @@ def main(config_name: str, module: str, run: Callable, default_experiment: str =
                 hc.job.override_dirname or "default"))
         try:
             run(cfg, command=" ".join([f"python -m {module}", *hc.overrides.task]))
+        except DataError as e:
+            if hc.mode == RunMode.MULTIRUN:  # missing data (CIFAR-100 offline): skip, let the sweep go on
+                print(f"superconv: skipped {cfg.paths.run_dir}: {e}", file=sys.stderr)
+                return
+            fail(str(e))
         except USER_ERRORS as e:
             fail(str(e))
         except Interrupted as e:

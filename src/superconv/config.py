@@ -14,14 +14,30 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from .models.resnet import check_args
 from .optim import check_cfg
 from .schedules import build_schedule
 
+
+def scaled(iterations, factor) -> int:
+    """`${scaled:N,${length_factor}}`: a paper run length N shrunk by the scale's factor (at least 1).
+
+    Experiment configs give run lengths in the paper's iterations; `scale=mini` sets length_factor < 1,
+    so every run (CLR 10k, PC-LR 80k, a 20k range test) shrinks by the same ratio and the paper's
+    comparisons keep their proportions.
+    """
+    return max(1, round(int(iterations) * float(factor)))
+
+
+OmegaConf.register_new_resolver("scaled", scaled, replace=True)
+
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 # The config groups a user selects with `group=option`; each option is a file conf/<group>/<option>.yaml.
-GROUPS = ("data", "model", "optim", "schedule", "logger", "scale", "paths", "experiment")
+GROUPS = ("data", "model", "optim", "schedule", "logger", "scale", "paths", "protocol", "experiment",
+          "stepsize", "recipe")
 
 # Keys that do not change what a run computes. They stay out of a run's identity, so that moving the
 # data, turning wandb on or checkpointing more often does not make a finished run look foreign.
@@ -119,6 +135,7 @@ def validate(cfg: Mapping) -> None:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     _choice(cfg, "logger.name", ("none", "wandb"))
+    _choice(cfg, "job", ("train", "range_test"))
 
 
 def identity(cfg: Mapping) -> dict:

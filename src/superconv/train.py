@@ -35,6 +35,10 @@ def run(cfg, command: str | None = None, *, job_type: str = "train",
     written. Raises one of session.USER_ERRORS for bad input, `loop.Interrupted` after a signal.
     `analyze(setup, outcome)` (the range test's) adds its fields to the summary before DONE is written.
     """
+    if job_type == "train" and cfg.get("job", "train") == "range_test":  # a range-test experiment in a sweep
+        from . import range_test
+
+        return range_test.run(cfg, command)
     c, done = load_config(cfg)
     if done is not None:
         print(f"superconv: {done.path} is already done; nothing to do", file=sys.stderr)
