@@ -78,3 +78,22 @@ def test_range_test_config_defaults_to_the_linear_0_to_3_schedule():
     assert c["schedule"] == {"name": "range_test", "min_lr": 0.0, "max_lr": 3.0, "mode": "linear",
                              "cycle_momentum": False}
     assert c["range_test"]["mode"] == "accuracy"
+
+
+@pytest.mark.parametrize("experiment", group_options("experiment"))
+def test_every_experiment_composes_and_validates_at_every_scale(experiment):
+    for scale in ("smoke", "mini", "paper"):
+        c = composed(f"experiment={experiment}", f"scale={scale}")
+        validate(c)
+        assert c["experiment_name"] == experiment and c["paths"]["results_dir"] == "results"
+    assert c["job"] == ("range_test" if experiment.startswith("range_") else "train")
+
+
+def test_protocols_set_the_papers_lengths_and_bn_and_scale_with_length_factor():
+    clr, pclr = composed("protocol=clr"), composed("protocol=pclr")
+    assert (clr["schedule"]["name"], clr["train"]["iterations"], clr["model"]["bn_momentum"]) == ("clr", 10000, 0.05)
+    assert (pclr["schedule"]["name"], pclr["train"]["iterations"], pclr["model"]["bn_momentum"]) == (
+        "multistep", 80000, 0.001)
+    assert composed("protocol=pclr", "length_factor=0.01")["train"]["iterations"] == 800
+    ss = composed("+stepsize=2k")
+    assert (ss["train"]["iterations"], ss["model"]["bn_momentum"]) == (4000, 0.15)  # Caffe MAF 0.85

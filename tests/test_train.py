@@ -176,3 +176,34 @@ def test_wandb_offline_mirror(run_cli, tmp_path):
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
     # the local store is written regardless, in the same directory as without wandb
     assert (tmp_path / "results" / "adhoc" / "scale=smoke" / "DONE").exists()
+
+
+def _train(tmp_path, *args):
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    return subprocess.run([sys.executable, "-m", "superconv.train", "train.progress=false", *args], cwd=tmp_path,
+                          env=cli_env(), capture_output=True, text=True, timeout=300)
+
+
+def test_an_experiment_runs_its_yaml_sweep(tmp_path, synthetic_data_dir):
+    proc = _train(tmp_path, "experiment=fig1a", "scale=smoke", "model=resnet20",
+                  f"paths.data_dir={synthetic_data_dir}", f"paths.results_dir={tmp_path / 'r'}")
+    assert proc.returncode == 0, proc.stderr
+    runs = sorted(p.name for p in (tmp_path / "r" / "fig1a").iterdir())
+    assert runs == ["model=resnet20,protocol=clr,scale=smoke", "model=resnet20,protocol=pclr,scale=smoke"]
+    schedules = {json.loads((tmp_path / "r" / "fig1a" / r / "summary.json").read_text())["command"] for r in runs}
+    assert len(schedules) == 2
+
+
+def test_a_sweep_job_without_its_data_is_skipped_not_failed(tmp_path):
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    proc = _train(tmp_path, "experiment=fig7b_cifar100", "scale=mini", f"paths.data_dir={empty}",
+                  f"paths.results_dir={tmp_path / 'r'}")
+    assert proc.returncode == 0, proc.stderr
+    skipped = [line for line in proc.stderr.splitlines() if "skipped" in line]
+    assert len(skipped) == 2 and all("CIFAR-100" in line or "cifar-100" in line for line in skipped)
+    assert not (tmp_path / "r").exists()
