@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 PY ?= .venv/bin/python
 SCALE ?= smoke
+SWEEP_SCALE ?= paper
 # glibc hands large activation buffers back to the OS every step; keeping them is up to 3x faster at
 # batch >= 256 on CPU (measured on the 2-core development machine).
 export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
@@ -9,7 +10,7 @@ export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
 export MALLOC_TOP_PAD_ ?= 1073741824
 
 .DEFAULT_GOAL := help
-.PHONY: help install test smoke train data figures clean
+.PHONY: help install test smoke train data figures plan reproduce aggregate sweep-fraction sweep-batch sweep-weight-decay sweep-dropout clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,7 +32,7 @@ test: install ## run the test suite (about 4 minutes on 2 cores; tests marked sl
 
 smoke: install ## a scale=smoke run on synthetic data (seconds); output under outputs/
 	$(PY) -m superconv.train scale=smoke
-	@echo "output: outputs/adhoc/scale=smoke/"
+	@echo "output: outputs/smoke/adhoc/scale=smoke/"
 
 train: install ## the paper's Fig 1a CLR run, or any overrides: make train ARGS="model=resnet20"
 	$(PY) -m superconv.train $(ARGS)
@@ -39,6 +40,27 @@ train: install ## the paper's Fig 1a CLR run, or any overrides: make train ARGS=
 REFERENCE ?= $(wildcard ../shared/reference/author_logs)
 figures: install ## rebuild every figure and paper_figures/REPORT.md from results/ (seconds; trains nothing)
 	$(PY) -m paper_figures $(if $(REFERENCE),--reference $(REFERENCE))
+
+plan: install ## the runs `make reproduce SCALE=...` would launch, how many are done, their cost
+	$(PY) -m experiments.plan --scale $(SCALE)
+
+reproduce: install ## every run of SCALE (smoke|mini|paper), then tables, figures, report; idempotent
+	$(PY) -m experiments.reproduce --scale $(SCALE) $(if $(REFERENCE),--reference $(REFERENCE)) $(ARGS)
+
+aggregate: install ## results/<experiment>.csv, one row per run, from the run directories
+	$(PY) -m experiments.aggregate results
+
+sweep-fraction: install ## Table 1 / Fig 6a: training-set fraction, CLR and PC-LR (SCALE=paper by default)
+	$(PY) -m superconv.train experiment=fig6a_fraction scale=$(SWEEP_SCALE) $(ARGS)
+
+sweep-batch: install ## Fig 9a: batch size 1536/1000/512/256
+	$(PY) -m superconv.train experiment=fig9a_batch scale=$(SWEEP_SCALE) $(ARGS)
+
+sweep-weight-decay: install ## Fig 10b: weight decay 1e-3..1e-6
+	$(PY) -m superconv.train experiment=fig10b_weight_decay scale=$(SWEEP_SCALE) $(ARGS)
+
+sweep-dropout: install ## Fig 9b: dropout 0/0.1/0.2
+	$(PY) -m superconv.train experiment=fig9b_dropout scale=$(SWEEP_SCALE) $(ARGS)
 
 data: install ## build the development copy of CIFAR-10 into data/ (needs ../shared/data)
 	$(PY) ../shared/data/make_cifar10.py data

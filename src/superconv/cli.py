@@ -8,13 +8,15 @@ each run computes its own directory `<paths.results_dir>/<experiment_name>/<over
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 
 from .config import CONF_DIR, ConfigError, check_group_overrides
 from .data import DataError
 from .loop import Interrupted
-from .session import USER_ERRORS, default_run_dir
+from .results import RunDir
+from .session import USER_ERRORS, default_run_dir, plain
 
 
 def fail(message: str, code: int = 2):
@@ -38,6 +40,19 @@ def check_composes(config_name: str, overrides: list[str]) -> None:
         raise ConfigError(" ".join(str(e).split())) from None
 
 
+def plan_line(cfg) -> dict:
+    """What a run would do, without doing it: its directory, status and cost in images (make plan)."""
+    c = plain(cfg)
+    store = RunDir(c["paths"]["run_dir"])
+    status = "done" if store.is_done() else "partial" if store.checkpoint.exists() else "todo"
+    iterations = c["range_test"]["num_it"] if c["job"] == "range_test" and c["range_test"]["mode"] == "loss" \
+        else c["train"]["iterations"]
+    return {"run_dir": str(store.path), "status": status, "experiment": c["experiment_name"], "job": c["job"],
+            "depth": c["model"]["depth"], "iterations": iterations, "batch_size": c["train"]["batch_size"],
+            "images": iterations * c["train"]["batch_size"], "dataset": c["data"]["name"],
+            "eval_every": c["train"]["eval_every"], "eval_subset": c["train"]["eval_subset"]}
+
+
 def main(config_name: str, module: str, run: Callable, default_experiment: str = "adhoc") -> None:
     """Check the command line, then hand it to `@hydra.main`, which calls `run(cfg, command=...)`."""
     import hydra
@@ -49,7 +64,8 @@ def main(config_name: str, module: str, run: Callable, default_experiment: str =
     overrides = [a for a in args if not a.startswith("-")]
     try:
         check_group_overrides(overrides)
-        if len(overrides) == len(args):  # a plain single run (no --multirun, --cfg, --help ...)
+        sweeping = any("," in o or "(" in o for o in overrides)  # sweep values are composed job by job
+        if len(overrides) == len(args) and not sweeping:  # a plain single run (no --multirun, --cfg ...)
             check_composes(config_name, overrides)
     except ConfigError as e:
         fail(str(e))
@@ -63,6 +79,9 @@ def main(config_name: str, module: str, run: Callable, default_experiment: str =
             cfg.paths.run_dir = str(default_run_dir(
                 {"paths": {"results_dir": cfg.paths.results_dir}, "experiment_name": cfg.experiment_name},
                 hc.job.override_dirname or "default"))
+        if cfg.get("dry_run"):
+            print(json.dumps(plan_line(cfg)), flush=True)
+            return
         try:
             run(cfg, command=" ".join([f"python -m {module}", *hc.overrides.task]))
         except DataError as e:

@@ -37,11 +37,13 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 # The config groups a user selects with `group=option`; each option is a file conf/<group>/<option>.yaml.
 GROUPS = ("data", "model", "optim", "schedule", "logger", "scale", "paths", "protocol", "experiment",
-          "stepsize", "recipe")
+          "stepsize", "recipe", "launcher")
 
 # Keys that do not change what a run computes. They stay out of a run's identity, so that moving the
 # data, turning wandb on or checkpointing more often does not make a finished run look foreign.
 VOLATILE_KEYS = {
+    "dry_run": None,
+    "launcher_name": None,
     "paths": None,
     "logger": None,
     "train": ("progress", "checkpoint_every", "keep_checkpoint", "log_every", "device", "threads"),

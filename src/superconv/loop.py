@@ -49,8 +49,10 @@ class Parts:
     schedule: Schedule
     train_x: torch.Tensor  # uint8 [N,3,32,32] on `device` (the training subset)
     train_y: torch.Tensor
-    test_x: torch.Tensor
+    test_x: torch.Tensor  # the full test set: the final evaluation
     test_y: torch.Tensor
+    eval_x: torch.Tensor  # intermediate evaluations (a stratified subset, or the full set)
+    eval_y: torch.Tensor
     augment: Augment
     order: BatchOrder
     device: torch.device
@@ -214,8 +216,9 @@ def run_loop(p: Parts, s: Settings, store: RunDir, logger, resume: dict | None) 
                                      "test/acc": last.get("acc")})
                 if eval_now:
                     t_eval = time.perf_counter()
-                    test_loss, test_acc = evaluate(p.model, p.test_x, p.test_y, p.augment, s.eval_batch_size,
-                                                   p.amp_dtype, p.device)
+                    xs, ys = (p.test_x, p.test_y) if done == total else (p.eval_x, p.eval_y)
+                    test_loss, test_acc = evaluate(p.model, xs, ys, p.augment, s.eval_batch_size, p.amp_dtype,
+                                                   p.device)
                     eval_s += time.perf_counter() - t_eval
                     rows[-1]["test/loss"], rows[-1]["test/acc"] = test_loss, test_acc
                     counters["last_test"] = {"iteration": done, "loss": test_loss, "acc": test_acc}

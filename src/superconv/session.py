@@ -143,6 +143,8 @@ class Setup:
     device: torch.device
     amp_dtype: torch.dtype | None
     split: Split  # on the device; train_x/train_y already the `data.fraction` subset
+    eval_x: torch.Tensor  # the test images of intermediate evaluations (train.eval_subset, or all)
+    eval_y: torch.Tensor
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     schedule: Schedule
@@ -184,9 +186,10 @@ def prepare(c: dict, *, iterations: int, schedule_cfg: Mapping) -> Setup:
             raise
         raise ConfigError(str(e)) from None
     split = Split(train_x=split.train_x[subset].to(device), train_y=split.train_y[subset].to(device),
-                  test_x=split.test_x[test_idx].to(device), test_y=split.test_y[test_idx].to(device),
+                  test_x=split.test_x.to(device), test_y=split.test_y.to(device),
                   num_classes=split.num_classes, classes=split.classes)
     return Setup(c=c, store=store, device=device, amp_dtype=amp_dtype, split=split, model=model,
+                 eval_x=split.test_x[test_idx.to(device)], eval_y=split.test_y[test_idx.to(device)],
                  optimizer=optimizer, schedule=schedule, order=order, augment=Augment(c["data"]["augment"],
                                                                                       split.train_x))
 

@@ -17,6 +17,7 @@ Exit codes: 0 completed, diverged or already done; 2 bad input (one line on stde
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,11 +45,13 @@ def run(cfg, command: str | None = None, *, job_type: str = "train",
         print(f"superconv: {done.path} is already done; nothing to do", file=sys.stderr)
         return done.read_summary()
     tr = c["train"]
+    started = time.time()
     s = prepare(c, iterations=tr["iterations"], schedule_cfg=c["schedule"])
     resume = checkpoint.load(s.store.checkpoint)
 
     parts = Parts(model=s.model, optimizer=s.optimizer, schedule=s.schedule, train_x=s.split.train_x,
-                  train_y=s.split.train_y, test_x=s.split.test_x, test_y=s.split.test_y, augment=s.augment,
+                  train_y=s.split.train_y, test_x=s.split.test_x, test_y=s.split.test_y, eval_x=s.eval_x,
+                  eval_y=s.eval_y, augment=s.augment,
                   order=s.order, device=s.device, amp_dtype=s.amp_dtype, seed=c["seed"])
     settings = Settings(iterations=tr["iterations"], eval_every=tr["eval_every"],
                         eval_batch_size=tr["eval_batch_size"], log_every=tr["log_every"],
@@ -74,8 +77,11 @@ def run(cfg, command: str | None = None, *, job_type: str = "train",
         "wall_s": round(out.wall_s, 3),
         "train_s": round(out.train_s, 3),
         "images_per_s": round(out.images_per_s, 2),
-        "test_images": len(s.split.test_y),
+        "test_images": len(s.eval_y),  # per intermediate evaluation; the final one uses the full test set
+        "final_test_images": len(s.split.test_y),
         **provenance(s, command, job_type),
+        "started_unix": round(started, 3),  # with finished_unix: which runs of a sweep overlapped
+        "finished_unix": round(time.time(), 3),
     }
     if out.status == "diverged":
         summary["diverged_at"] = out.diverged_at

@@ -1,0 +1,1 @@
+"""The experiment catalogue: which runs each scale launches (suites), their plan and cost, `make reproduce`."""
