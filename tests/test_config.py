@@ -27,7 +27,9 @@ def test_defaults_are_the_papers_fig1a_clr_run():
 
 def test_scale_smoke_shrinks_but_the_command_line_wins():
     c = composed("scale=smoke")
-    assert c["data"]["name"] == "synthetic" and c["train"]["iterations"] == 20
+    assert c["data"]["name"] == "synthetic" and c["train"]["iterations"] == 20  # 10k x 0.002
+    assert composed("scale=smoke", "protocol=pclr")["train"]["iterations"] == 160
+    assert composed("scale=mini", "protocol=pclr")["train"]["iterations"] == 1200  # 80k x 0.015
     c = composed("scale=smoke", "train.iterations=7", "data=cifar10")
     assert c["data"]["name"] == "cifar10" and c["train"]["iterations"] == 7
 
@@ -85,7 +87,8 @@ def test_every_experiment_composes_and_validates_at_every_scale(experiment):
     for scale in ("smoke", "mini", "paper"):
         c = composed(f"experiment={experiment}", f"scale={scale}")
         validate(c)
-        assert c["experiment_name"] == experiment and c["paths"]["results_dir"] == "results"
+        expected_dir = "outputs/smoke" if scale == "smoke" else "results"  # smoke never writes results/
+        assert c["experiment_name"] == experiment and c["paths"]["results_dir"] == expected_dir
     assert c["job"] == ("range_test" if experiment.startswith("range_") else "train")
 
 
