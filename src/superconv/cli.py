@@ -19,6 +19,11 @@ from .results import RunDir
 from .session import USER_ERRORS, default_run_dir, plain
 
 
+class RunFailed(Exception):
+    """A sweep job's bad input. Raised rather than sys.exit: a SLURM job that exits without a result
+    leaves submitit polling forever when the cluster has no accounting (sacct)."""
+
+
 def fail(message: str, code: int = 2):
     print(f"superconv: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -90,6 +95,8 @@ def main(config_name: str, module: str, run: Callable, default_experiment: str =
                 return
             fail(str(e))
         except USER_ERRORS as e:
+            if hc.mode == RunMode.MULTIRUN:  # an exception, not an exit: submitit and joblib report it back
+                raise RunFailed(str(e)) from None
             fail(str(e))
         except Interrupted as e:
             fail(str(e), 128 + e.signum)
