@@ -26,12 +26,12 @@ def all_experiments() -> list[str]:
 
 
 # The mini suite: real CIFAR-10 on a 2-core CPU in about an hour (choices in conf/scale/mini.yaml). It
-# covers Fig 1a with 2 seeds, one range test and the four named sweeps; every other experiment is
+# covers Fig 1a and the training-set-size sweep with 2 seeds each, one range test and the four named sweeps; every other experiment is
 # paper-scale only.
 MINI = (
     Job("fig1a", ("seed=0,1",), "the main comparison, CLR 150 it vs PC-LR 1200 it, 2 seeds"),
     Job("range_fig2b_20k", (), "Smith's range test, LR 0 -> 3 over 300 iterations"),
-    Job("fig6a_fraction", ("data.fraction=0.4,0.2",), "training-set size, both schedules (1.0 is fig1a)"),
+    Job("fig6a_fraction", ("data.fraction=0.4,0.2", "seed=0,1"), "training-set size, both schedules, 2 seeds (1.0 is fig1a)"),
     Job("fig9a_batch", ("train.batch_size=512,256,128",), "batch size, CLR"),
     Job("fig10b_weight_decay", ("optim.weight_decay=1e-3,1e-4,1e-5",), "weight decay, CLR"),
     Job("fig9b_dropout", ("model.dropout=0.0,0.2",), "dropout, CLR"),
