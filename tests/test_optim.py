@@ -4,7 +4,10 @@ import pytest
 import torch
 from torch import nn
 
+from superconv.config import validate
 from superconv.optim import build_optimizer, param_groups, set_hparams
+
+from test_config import composed  # the in-process Hydra compose helper
 
 
 class Tiny(nn.Module):
@@ -123,3 +126,56 @@ def test_sgd_step_decays_weights_not_conv_bias():
     for p in (m.conv.weight, m.fc.weight, m.fc.bias, m.bn.weight, m.bn.bias):
         assert torch.allclose(p, torch.full_like(p, 0.995))
     assert torch.equal(m.conv.bias, torch.ones_like(m.conv.bias))
+
+
+def test_lr_scale_applied_at_build_and_by_set_hparams():
+    m = Tiny()
+    adam = build_optimizer(m, {"name": "adam", "momentum": 0.9, "lr_scale": 0.01}, 0.35)
+    assert len(adam.param_groups) == 2
+    assert all(g["lr"] == pytest.approx(0.0035) and g["lr_scale"] == 0.01 for g in adam.param_groups)
+    set_hparams(adam, 3.0, 0.9)  # the CLR peak, in SGD units
+    assert all(g["lr"] == pytest.approx(0.03) for g in adam.param_groups)
+    sgd = build_optimizer(m, {"name": "sgd"}, 0.1)  # default: unscaled
+    set_hparams(sgd, 2.5, 0.9)
+    assert all(g["lr_scale"] == 1.0 and g["lr"] == 2.5 for g in sgd.param_groups)
+    # a group without the key (a checkpoint written before lr_scale existed) is unscaled
+    del sgd.param_groups[0]["lr_scale"]
+    set_hparams(sgd, 0.7, 0.9)
+    assert [g["lr"] for g in sgd.param_groups] == [0.7, 0.7]
+
+
+def test_lr_scale_survives_a_state_dict_round_trip():
+    m = Tiny()
+    saved = build_optimizer(m, {"name": "adam", "lr_scale": 0.01}, 0.1).state_dict()
+    restored = build_optimizer(m, {"name": "adam", "lr_scale": 0.01}, 0.1)
+    restored.load_state_dict(saved)
+    set_hparams(restored, 1.0, 0.9)
+    assert all(g["lr"] == pytest.approx(0.01) for g in restored.param_groups)
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -1, "x", True, None])
+def test_bad_lr_scale_names_the_key(bad):
+    with pytest.raises(ValueError, match=r"optim\.lr_scale"):
+        build_optimizer(Tiny(), {"name": "adam", "lr_scale": bad}, 0.1)
+
+
+@pytest.mark.parametrize("group, cls, settings", [
+    ("sgd", torch.optim.SGD, {"momentum": 0.9, "nesterov": False, "lr_scale": 1.0}),
+    ("nesterov", torch.optim.SGD, {"momentum": 0.9, "nesterov": True, "lr_scale": 1.0}),
+    ("adagrad", torch.optim.Adagrad, {"lr_scale": 1.0}),
+    ("adadelta", torch.optim.Adadelta, {"lr_scale": 1.0}),
+    ("adam", torch.optim.Adam, {"betas": (0.9, 0.999), "lr_scale": 0.01}),
+])
+def test_each_optim_group_composes_and_builds_its_optimizer(group, cls, settings):
+    for protocol, schedule_lr in (("clr", 0.1), ("pclr", 0.35)):  # the schedules' initial LRs, SGD units
+        c = composed(f"optim={group}", f"protocol={protocol}")
+        validate(c)
+        assert c["optim"]["weight_decay"] == 1e-4 and c["optim"]["decay"] == "paper"  # every Fig 8 log
+        opt = build_optimizer(Tiny(), c["optim"], schedule_lr)
+        assert type(opt) is cls
+        for g in opt.param_groups:
+            assert g["lr"] == pytest.approx(schedule_lr * settings["lr_scale"])
+            assert {k: g[k] for k in settings} == settings
+    # the columns paper_figures/report.py selects Fig 8's runs by (optimizer, nesterov)
+    want = {"nesterov": ("sgd", True), "sgd": ("sgd", False)}.get(group, (group, False))
+    assert (c["optim"]["name"], c["optim"]["nesterov"]) == want

@@ -133,6 +133,7 @@ BAD_INPUT = [
     ("schedule=triangle", "schedule=triangle"),
     ("train.batch_size=abc", "train.batch_size"),
     ("schedule.max_LR=1", "max_LR"),  # a misspelt key
+    ("train.compile=maybe", "train.compile"),
 ]
 
 

@@ -46,7 +46,8 @@ VOLATILE_KEYS = {
     "launcher_name": None,
     "paths": None,
     "logger": None,
-    "train": ("progress", "checkpoint_every", "keep_checkpoint", "log_every", "device", "threads"),
+    # compile, like device, changes rounding only (fused kernels), not what is computed
+    "train": ("progress", "checkpoint_every", "keep_checkpoint", "log_every", "device", "threads", "compile"),
     "range_test": ("tolerance", "bounds_rule", "min_div"),  # analysis of the curve, not the curve
 }
 
@@ -119,6 +120,9 @@ def validate(cfg: Mapping) -> None:
         _int_at_least(cfg, f"train.{key}", 1)
     _choice(cfg, "train.precision", ("auto", "bf16", "fp32"))
     _choice(cfg, "train.device", ("auto", "cpu", "cuda"))
+    for key in ("compile", "deterministic"):
+        if not isinstance(cfg["train"].get(key, False), bool):
+            raise ConfigError(f"train.{key}={cfg['train'][key]!r}: must be true or false")
     threads = cfg["train"].get("threads")
     if threads is not None:
         _int_at_least(cfg, "train.threads", 1)

@@ -58,6 +58,7 @@ class Parts:
     device: torch.device
     amp_dtype: torch.dtype | None  # None: fp32
     seed: int
+    step_model: torch.nn.Module | None = None  # the model the training step calls (torch.compile'd); None: model
 
 
 @dataclass
@@ -143,6 +144,19 @@ def evaluate(model, x, y, augment: Augment, batch_size: int, amp_dtype, device) 
     return loss_sum.item() / len(x), correct.item() / len(x)
 
 
+def train_iteration(p: Parts, it: int, gen: torch.Generator) -> tuple[float, float, torch.Tensor, torch.Tensor, int]:
+    """Iteration `it` (0-based) of the training path: schedule values, batch indices, batched augmentation,
+    one optimizer step. `run_loop` and `superconv.bench` both call this, so the benchmark times exactly
+    what training runs. Returns (lr, momentum, loss, correct, batch size); loss and correct stay on the device.
+    """
+    lr, momentum = p.schedule.lr(it), p.schedule.momentum(it)
+    set_hparams(p.optimizer, lr, momentum)
+    idx = p.order.next_indices().to(p.device, non_blocking=True)
+    xb = p.augment.train(p.train_x[idx], gen).contiguous(memory_format=torch.channels_last)
+    loss, correct = train_step(p.step_model or p.model, p.optimizer, xb, p.train_y[idx], p.amp_dtype, p.device)
+    return lr, momentum, loss, correct, len(idx)
+
+
 def run_loop(p: Parts, s: Settings, store: RunDir, logger, resume: dict | None) -> Outcome:
     """Train from iteration 0, or from `resume` (a checkpoint), to `s.iterations` or divergence."""
     gen = torch.Generator(device=p.device)
@@ -180,15 +194,11 @@ def run_loop(p: Parts, s: Settings, store: RunDir, logger, resume: dict | None) 
     try:
         with _SignalFlag() as flag:
             for it in range(start, total):
-                lr, momentum = p.schedule.lr(it), p.schedule.momentum(it)
-                set_hparams(p.optimizer, lr, momentum)
-                idx = p.order.next_indices().to(p.device, non_blocking=True)
-                xb = p.augment.train(p.train_x[idx], gen).contiguous(memory_format=torch.channels_last)
-                loss, correct = train_step(p.model, p.optimizer, xb, p.train_y[idx], p.amp_dtype, p.device)
+                lr, momentum, loss, correct, bs = train_iteration(p, it, gen)
                 done = it + 1
-                pending.append((done, lr, momentum, loss, correct, len(idx)))
-                counters["images_seen"] += len(idx)
-                images_session += len(idx)
+                pending.append((done, lr, momentum, loss, correct, bs))
+                counters["images_seen"] += bs
+                images_session += bs
                 bar.update(1)
 
                 eval_now = done % s.eval_every == 0 or done == total

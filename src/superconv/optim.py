@@ -8,6 +8,12 @@ silently left out of (or doubled in) the groups.
 
 The training loop sets LR and momentum itself every step (``set_hparams``) from a
 ``superconv.schedules.Schedule``; for Adam the schedule's momentum is beta1.
+
+Schedules are written in the paper's SGD units (CLR 0.1 -> 3, PC-LR 0.35) whatever the optimizer, so one
+``protocol`` serves the whole Fig 8 sweep. An optimizer whose useful LR lies elsewhere says so with
+``optim.lr_scale``: the author's Adam PC-LR run used 0.0035 = 0.01 x 0.35 [code: lr35AdamFig9]. The factor is
+kept in each param group (``"lr_scale"``) rather than folded into the schedule, so it is applied at every
+``set_hparams`` and travels with the optimizer's state dict into a resumed run.
 """
 
 from __future__ import annotations
@@ -77,16 +83,22 @@ def param_groups(model: nn.Module, weight_decay: float, decay: str = "paper") ->
 
 
 def build_optimizer(model: nn.Module, cfg: Mapping, lr: float) -> torch.optim.Optimizer:
-    """The optimizer named ``cfg["name"]`` over ``param_groups(model, ...)`` with initial LR ``lr``.
+    """The optimizer named ``cfg["name"]`` over ``param_groups(model, ...)`` with initial LR
+    ``lr x optim.lr_scale`` (``lr`` is the schedule's, in SGD units).
 
     Keys (defaults in brackets): name [sgd], momentum [0.9], weight_decay [1e-4], nesterov [false],
-    decay [paper]. Adam uses ``betas=(momentum, 0.999)``; AdaGrad and AdaDelta ignore momentum.
+    decay [paper], lr_scale [1.0]. Adam uses ``betas=(momentum, 0.999)``; AdaGrad and AdaDelta ignore
+    momentum. Weight decay is Caffe's: L2 added to the gradient before the update, for every optimizer
+    (so Adam's is coupled L2, not AdamW).
     """
-    name, momentum, weight_decay, nesterov, decay = check_cfg(cfg)
+    name, momentum, weight_decay, nesterov, decay, lr_scale = check_cfg(cfg)
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0:
         raise ValueError(f"initial learning rate must be >= 0 (got {lr!r})")
     groups = param_groups(model, weight_decay, decay)
-    lr = float(lr)
+    lr_scale = float(lr_scale)
+    for g in groups:  # read back by set_hparams at every step (and saved with the optimizer's state)
+        g["lr_scale"] = lr_scale
+    lr = float(lr) * lr_scale
     # foreach=None (torch's default) selects the multi-tensor path at step time when every parameter
     # is on CUDA, and the per-tensor loop on CPU, so the choice follows the model's device.
     if name == "sgd":
@@ -105,6 +117,7 @@ def check_cfg(cfg: Mapping) -> tuple:
     weight_decay = cfg.get("weight_decay", 1e-4)  # PAPER.md §1 / Fig 10b: 1e-4
     nesterov = cfg.get("nesterov", False)  # Fig 8: CLR + Nesterov
     decay = cfg.get("decay", "paper")
+    lr_scale = cfg.get("lr_scale", 1.0)  # schedule LR -> optimizer LR (Fig 8 Adam: 0.01)
     if name not in NAMES:
         raise ValueError(f"optim.name must be one of {', '.join(NAMES)} (got {name!r})")
     if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
@@ -113,15 +126,20 @@ def check_cfg(cfg: Mapping) -> tuple:
         raise ValueError(f"optim.nesterov must be true or false (got {nesterov!r})")
     if nesterov and (name != "sgd" or momentum == 0):
         raise ValueError(f"optim.nesterov needs optim.name=sgd and optim.momentum > 0 (got {name}, {momentum!r})")
+    if isinstance(lr_scale, bool) or not isinstance(lr_scale, (int, float)) or not lr_scale > 0:
+        raise ValueError(f"optim.lr_scale must be a number > 0 (got {lr_scale!r})")
     _check_decay(weight_decay, decay)
-    return name, momentum, weight_decay, nesterov, decay
+    return name, momentum, weight_decay, nesterov, decay, lr_scale
 
 
 def set_hparams(optimizer: torch.optim.Optimizer, lr: float, momentum: float) -> None:
-    """Set ``lr`` on every group, and ``momentum`` (SGD) or ``betas[0]`` (Adam's beta1) where the
-    optimizer has one; AdaGrad and AdaDelta take the LR only."""
+    """Set the schedule's ``lr`` (SGD units) x the group's ``lr_scale`` on every group, and ``momentum``
+    (SGD) or ``betas[0]`` (Adam's beta1) where the optimizer has one; AdaGrad and AdaDelta take the LR only.
+
+    A group without ``lr_scale`` (an optimizer built elsewhere, or restored from a checkpoint written
+    before the key existed, which were all SGD) is taken as unscaled."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
         if "betas" in group:
             group["betas"] = (momentum, group["betas"][1])
         elif "momentum" in group:

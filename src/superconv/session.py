@@ -8,6 +8,7 @@ the summary with its provenance (git sha, hardware, command) and the DONE marker
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -30,7 +31,10 @@ USER_ERRORS = (ConfigError, DataError, StoreError, checkpoint.CheckpointError)
 
 
 def git_sha() -> str:
-    """The commit of the code that ran, with `-dirty` when tracked files had uncommitted changes."""
+    """The commit of the code that ran, with `-dirty` when tracked files had uncommitted changes.
+
+    A copy of the tree without git (a GPU machine, a cluster node) reads it from SUPERCONV_GIT_SHA,
+    set by whoever copied the tree (scripts/gpu_check.sh's caller)."""
     here = Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -39,7 +43,7 @@ def git_sha() -> str:
                                capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("SUPERCONV_GIT_SHA", "unknown")
 
 
 def describe_device(device: torch.device) -> str:
@@ -150,6 +154,7 @@ class Setup:
     schedule: Schedule
     order: BatchOrder
     augment: Augment
+    step_model: torch.nn.Module  # `model`, or torch.compile(model) (train.compile); shares its parameters
 
 
 def prepare(c: dict, *, iterations: int, schedule_cfg: Mapping) -> Setup:
@@ -159,6 +164,8 @@ def prepare(c: dict, *, iterations: int, schedule_cfg: Mapping) -> Setup:
         torch.set_num_threads(tr["threads"])
     torch.use_deterministic_algorithms(bool(tr["deterministic"]))
     device = pick_device(tr["device"])
+    if device.type == "cuda":  # cuDNN picks the fastest conv algorithms for the (fixed) batch shape
+        torch.backends.cudnn.benchmark = not tr["deterministic"]
     amp_dtype = pick_precision(tr["precision"], device)
     store = check_store(c)
     try:
@@ -188,7 +195,10 @@ def prepare(c: dict, *, iterations: int, schedule_cfg: Mapping) -> Setup:
     split = Split(train_x=split.train_x[subset].to(device), train_y=split.train_y[subset].to(device),
                   test_x=split.test_x.to(device), test_y=split.test_y.to(device),
                   num_classes=split.num_classes, classes=split.classes)
-    return Setup(c=c, store=store, device=device, amp_dtype=amp_dtype, split=split, model=model,
+    # Only the training step is compiled: evaluation (model.eval(), inference mode) calls the eager
+    # module, which would otherwise cost a second compilation; checkpoints use its plain state_dict keys.
+    step_model = torch.compile(model) if tr.get("compile") else model
+    return Setup(c=c, store=store, device=device, amp_dtype=amp_dtype, split=split, model=model, step_model=step_model,
                  eval_x=split.test_x[test_idx.to(device)], eval_y=split.test_y[test_idx.to(device)],
                  optimizer=optimizer, schedule=schedule, order=order, augment=Augment(c["data"]["augment"],
                                                                                       split.train_x))

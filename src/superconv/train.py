@@ -52,7 +52,8 @@ def run(cfg, command: str | None = None, *, job_type: str = "train",
     parts = Parts(model=s.model, optimizer=s.optimizer, schedule=s.schedule, train_x=s.split.train_x,
                   train_y=s.split.train_y, test_x=s.split.test_x, test_y=s.split.test_y, eval_x=s.eval_x,
                   eval_y=s.eval_y, augment=s.augment,
-                  order=s.order, device=s.device, amp_dtype=s.amp_dtype, seed=c["seed"])
+                  order=s.order, device=s.device, amp_dtype=s.amp_dtype, seed=c["seed"],
+                  step_model=s.step_model)
     settings = Settings(iterations=tr["iterations"], eval_every=tr["eval_every"],
                         eval_batch_size=tr["eval_batch_size"], log_every=tr["log_every"],
                         checkpoint_every=tr["checkpoint_every"], progress=tr["progress"],

@@ -1,0 +1,308 @@
+"""`make bench`: training images/s of this project's path against a tutorial-style PyTorch loop.
+
+    python -m superconv.bench                                  # ResNet-20/56 x batch 128/1000, real CIFAR-10
+    python -m superconv.bench --depths 56 --batches 128        # one cell
+    python -m superconv.bench --dataset synthetic --data-dir /tmp/d --depths 8 --batches 16   # seconds
+
+Both paths run in one process, on the same device, network (the paper's ResNet variant), batch size,
+optimizer (SGD, momentum 0.9, weight decay 1e-4, LR 0.1) and augmentation (4-pixel pad-crop + flip +
+per-channel normalization), one after the other:
+
+- project: what `superconv.train` runs, built by `session.prepare` and stepped by `loop.train_iteration`:
+  uint8 images resident on the device, batched tensor augmentation, channels_last, bf16 autocast where
+  `train.precision=auto` picks it (CUDA; CPUs with bf16 instructions), `--compile` for torch.compile,
+  losses kept on the device (no host sync per step).
+- reference: the PyTorch CIFAR-10 tutorial's way: torchvision's `CIFAR10` with per-sample PIL
+  transforms (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize) in a `DataLoader`
+  with 2 workers, fp32, NCHW, `loss.item()` every step.
+
+Warm-up steps (worker start, cuDNN autotuning, compilation) are not timed; each measurement runs at
+least `--min-steps` steps and `--min-seconds`. Also printed: FLOPs per image (forward + backward, by
+torch.utils.flop_counter: convolutions and matmuls) and the fraction of the machine's matmul rate
+(measured here, in the dtype the path computes in) that the path achieves. One JSON line per
+measurement is appended to `<--out>/bench.jsonl` with the hardware, versions and git sha.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+# Per-channel statistics of the CIFAR-10 training set, as tutorials hard-code them (the project
+# computes its own from the data it loads).
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+REFERENCE_WORKERS = 2  # the PyTorch CIFAR-10 tutorial's num_workers
+LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 1e-4  # a plain SGD step; the schedule does not change the cost
+
+
+class BenchError(Exception):
+    """Bad input (missing data, a batch larger than the data set): one line, exit 2."""
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(step: Callable[[int], object], device: torch.device, batch: int, *, warmup: int,
+               min_steps: int, min_seconds: float) -> dict:
+    """Run `warmup` untimed steps, then at least `min_steps` steps and `min_seconds`; images/s.
+
+    The device is synchronized only at the ends of the timed stretches, never per step.
+    """
+    for i in range(warmup):
+        step(i)
+    _sync(device)
+    t0, n = time.perf_counter(), 0
+    todo = min_steps
+    while todo:
+        for _ in range(todo):
+            step(warmup + n)
+            n += 1
+        _sync(device)
+        elapsed = time.perf_counter() - t0
+        todo = 0 if elapsed >= min_seconds else max(1, math.ceil(n * (min_seconds - elapsed) / max(elapsed, 1e-9)))
+    seconds = time.perf_counter() - t0
+    return {"steps": n, "seconds": round(seconds, 3), "images_per_s": round(n * batch / seconds, 2)}
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype) -> float:
+    """Measured FLOP/s of a large square matmul in `dtype` (the ceiling dense layers could reach here)."""
+    n = 8192 if device.type == "cuda" else 2048
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    reps = 10 if device.type == "cuda" else 3
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def flops_per_image(depth: int, num_classes: int = 10) -> float:
+    """Forward + backward FLOPs of one 32x32 image (convolutions and matmuls, torch's flop counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .models.resnet import build_resnet
+
+    model = build_resnet(depth, "paper", num_classes)
+    x = torch.randn(4, 3, 32, 32)
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), torch.zeros(4, dtype=torch.long)).backward()
+    return counter.get_total_flops() / 4
+
+
+def _compose(overrides: list[str]) -> dict:
+    from hydra import compose, initialize_config_dir
+
+    from .config import CONF_DIR, validate
+    from .session import plain
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="bench"):
+        cfg = compose("config", overrides=overrides)
+    c = plain(cfg)
+    validate(c)
+    return c
+
+
+def project_step(depth: int, batch: int, args, scratch: Path) -> tuple[Callable[[int], object], dict]:
+    """The training path of superconv.train for this cell, as a step function, and what it runs with."""
+    from .loop import Parts, train_iteration
+    from .session import prepare
+
+    c = _compose([f"model.depth={depth}", f"train.batch_size={batch}", f"data.name={args.dataset}",
+                  "data.augment=standard", f"paths.data_dir={args.data_dir}", f"paths.results_dir={scratch}",
+                  "schedule=constant", f"schedule.max_lr={LR}", "train.iterations=1000000",
+                  f"train.device={args.device}", f"train.precision={args.precision}",
+                  f"train.compile={str(args.compile).lower()}", "logger=none"])
+    s = prepare(c, iterations=c["train"]["iterations"], schedule_cfg=c["schedule"])
+    parts = Parts(model=s.model, optimizer=s.optimizer, schedule=s.schedule, train_x=s.split.train_x,
+                  train_y=s.split.train_y, test_x=s.split.test_x, test_y=s.split.test_y, eval_x=s.eval_x,
+                  eval_y=s.eval_y, augment=s.augment, order=s.order, device=s.device, amp_dtype=s.amp_dtype,
+                  seed=0, step_model=s.step_model)
+    gen = torch.Generator(device=s.device).manual_seed(0)
+    parts.model.train()
+    info = {"precision": "bf16" if s.amp_dtype == torch.bfloat16 else "fp32", "channels_last": True,
+            "compile": bool(args.compile), "data": "uint8 on the device, batched tensor augmentation"}
+    return (lambda it: train_iteration(parts, it, gen)), info
+
+
+def reference_step(depth: int, batch: int, args, device: torch.device) -> tuple[Callable[[int], object], dict]:
+    """The tutorial loop: torchvision CIFAR10 + PIL transforms + DataLoader, fp32 NCHW, loss.item()."""
+    import torchvision
+    import torchvision.transforms as T
+
+    from .models.resnet import build_resnet
+
+    from .data import load_dataset
+
+    class TutorialCIFAR10(torchvision.datasets.CIFAR10):
+        """torchvision's CIFAR10 and its per-sample `__getitem__` (HWC array -> PIL image -> transforms),
+        holding the arrays superconv's restricted unpickler read: torchvision's own reader unpickles
+        without restriction and checks md5 sums the re-encoded development copy cannot match."""
+
+        def __init__(self, images, targets, transform):
+            torchvision.datasets.VisionDataset.__init__(self, root="", transform=transform)
+            self.train = True
+            self.data = images.permute(0, 2, 3, 1).contiguous().numpy()  # [N,32,32,3], as torchvision stores it
+            self.targets = targets.tolist()
+
+    split = load_dataset(args.dataset, args.data_dir)
+    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                           T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+    dataset = TutorialCIFAR10(split.train_x, split.train_y, transform)
+    if batch > len(dataset):
+        raise BenchError(f"--batches {batch}: larger than the {len(dataset)} training images in {args.data_dir}")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
+                                         num_workers=REFERENCE_WORKERS, persistent_workers=True,
+                                         pin_memory=device.type == "cuda")
+    torch.manual_seed(0)
+    model = build_resnet(depth, "paper", 10).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    criterion = torch.nn.CrossEntropyLoss()
+    model.train()
+
+    def batches():
+        while True:
+            yield from loader
+
+    stream = batches()
+
+    def step(_it: int) -> float:
+        x, y = next(stream)
+        x, y = x.to(device), y.to(device)
+        optimizer.zero_grad()
+        loss = criterion(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    info = {"precision": "fp32", "channels_last": False, "compile": False,
+            "data": f"torchvision CIFAR10 + PIL transforms, DataLoader({REFERENCE_WORKERS} workers)"}
+    return step, info
+
+
+def _check_data(args) -> None:
+    folder = Path(args.data_dir) / ("synthetic" if args.dataset == "synthetic" else "") / "cifar-10-batches-py"
+    if not (folder / "data_batch_1").is_file():
+        hint = ("build it with `make data`" if args.dataset == "cifar10"
+                else "write it with superconv.data.write_synthetic")
+        raise BenchError(f"--data-dir {args.data_dir}: no CIFAR-10 files in {folder}; {hint}")
+
+
+def hardware(device: torch.device) -> dict:
+    from .session import describe_device, git_sha
+
+    import torchvision
+
+    env = {k: os.environ[k] for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+           if k in os.environ}
+    return {"device": describe_device(device), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
+            "python_version": platform.python_version(), "hostname": platform.node(), "git_sha": git_sha(),
+            "malloc_env": env}
+
+
+def run(args) -> list[dict]:
+    from .session import pick_device
+
+    device = pick_device(args.device)
+    _check_data(args)
+    hw = hardware(device)
+    rates = {"fp32": matmul_rate(device, torch.float32)}
+    if device.type == "cuda" or args.precision == "bf16":
+        rates["bf16"] = matmul_rate(device, torch.bfloat16)
+    print(f"bench: {hw['device']}; matmul " + ", ".join(f"{k} {v / 1e12:.2f} TFLOP/s" for k, v in rates.items()),
+          file=sys.stderr)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    records = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for depth in args.depths:
+            flops = flops_per_image(depth)
+            for batch in args.batches:
+                cell = {}
+                for path in args.paths:
+                    step, info = (project_step(depth, batch, args, Path(scratch)) if path == "project"
+                                  else reference_step(depth, batch, args, device))
+                    timing = time_steps(step, device, batch, warmup=args.warmup, min_steps=args.min_steps,
+                                        min_seconds=args.min_seconds)
+                    rate = rates.get(info["precision"], rates["fp32"])
+                    achieved = timing["images_per_s"] * flops
+                    rec = {"utc": stamp, "path": path, "depth": depth, "batch": batch, **info, **timing,
+                           "warmup_steps": args.warmup, "flops_per_image": flops,
+                           "achieved_tflops": round(achieved / 1e12, 4),
+                           "matmul_tflops": round(rate / 1e12, 4), "matmul_fraction": round(achieved / rate, 4),
+                           **hw, "command": " ".join(["python -m superconv.bench", *sys.argv[1:]])}
+                    cell[path] = rec
+                    records.append(rec)
+                    print(f"  ResNet-{depth} batch {batch} {path:9s}: {timing['images_per_s']:9.1f} img/s "
+                          f"({info['precision']}, {timing['steps']} steps in {timing['seconds']:.1f} s), "
+                          f"{achieved / 1e12:.3f} TFLOP/s = {achieved / rate:.1%} of the {info['precision']} "
+                          f"matmul rate", file=sys.stderr)
+                    del step
+                if len(cell) == 2:
+                    ratio = cell["project"]["images_per_s"] / cell["reference"]["images_per_s"]
+                    cell["project"]["ratio_to_reference"] = round(ratio, 3)
+                    print(f"ResNet-{depth} batch {batch}: project {cell['project']['images_per_s']:.1f} img/s, "
+                          f"reference {cell['reference']['images_per_s']:.1f} img/s, ratio {ratio:.2f}x; "
+                          f"{flops / 1e6:.1f} MFLOP per image")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "bench.jsonl", "a") as f:  # one write at the end: an interrupted bench adds nothing
+        f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    print(f"bench: {len(records)} measurements appended to {out / 'bench.jsonl'}", file=sys.stderr)
+    return records
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m superconv.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--depths", type=int, nargs="+", default=[20, 56])
+    p.add_argument("--batches", type=int, nargs="+", default=[128, 1000])
+    p.add_argument("--paths", nargs="+", choices=("project", "reference"), default=["project", "reference"])
+    p.add_argument("--dataset", choices=("cifar10", "synthetic"), default="cifar10")
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto", help="the project path's")
+    p.add_argument("--compile", action="store_true", help="torch.compile the project path's step")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps per measurement")
+    p.add_argument("--min-steps", type=int, default=5)
+    p.add_argument("--min-seconds", type=float, default=10.0)
+    p.add_argument("--out", default="results/bench")
+    args = p.parse_args(argv)
+    for name in ("depths", "batches"):
+        if any(v < 1 for v in getattr(args, name)):
+            p.error(f"--{name}: must be positive integers")
+    if args.warmup < 0 or args.min_steps < 1 or args.min_seconds < 0:
+        p.error("--warmup must be >= 0, --min-steps >= 1, --min-seconds >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .session import USER_ERRORS
+
+    args = parse(argv)
+    try:
+        run(args)
+    except (BenchError, *USER_ERRORS) as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""`python -m superconv.bench`: both paths measured, the ratio printed, records appended; bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from superconv.bench import time_steps
+from superconv.data import write_synthetic
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("benchdata")
+    write_synthetic(root / "synthetic")
+    return root
+
+
+def _bench(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "superconv.bench", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+def test_bench_measures_both_paths_and_appends_records(synthetic, tmp_path):
+    args = ["--dataset", "synthetic", "--data-dir", str(synthetic), "--depths", "8", "--batches", "16",
+            "--warmup", "1", "--min-steps", "2", "--min-seconds", "0", "--device", "cpu", "--out", "out"]
+    proc = _bench(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "ResNet-8 batch 16: project" in proc.stdout and "ratio" in proc.stdout
+    lines = (tmp_path / "out" / "bench.jsonl").read_text().splitlines()
+    recs = [json.loads(line) for line in lines]
+    assert [r["path"] for r in recs] == ["project", "reference"]
+    project, reference = recs
+    assert project["steps"] == 2 and project["batch"] == 16 and project["depth"] == 8
+    assert project["images_per_s"] > 0 and reference["images_per_s"] > 0
+    assert project["ratio_to_reference"] == pytest.approx(project["images_per_s"] / reference["images_per_s"],
+                                                          rel=1e-2)
+    assert project["channels_last"] and not reference["channels_last"]
+    # forward + backward of ResNet-8 (paper variant): ~3x its ~14.7 MFLOP forward pass
+    assert 3.5e7 < project["flops_per_image"] < 5.5e7
+    assert 0 < project["matmul_fraction"] < 1
+    for key in ("device", "torch_version", "git_sha", "hostname", "command", "utc"):
+        assert project[key], key
+    # a second bench appends, never overwrites
+    assert _bench(*args[:-2], "--paths", "project", "--out", "out", cwd=tmp_path).returncode == 0
+    assert len((tmp_path / "out" / "bench.jsonl").read_text().splitlines()) == 3
+
+
+def test_missing_data_is_one_line_and_writes_nothing(tmp_path):
+    proc = _bench("--data-dir", str(tmp_path / "nowhere"), "--out", "out", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "nowhere" in proc.stderr and "make data" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_batch_larger_than_the_data_is_refused(synthetic, tmp_path):
+    proc = _bench("--dataset", "synthetic", "--data-dir", str(synthetic), "--depths", "8", "--batches", "5000",
+                  "--device", "cpu", "--out", "out", cwd=tmp_path)
+    assert proc.returncode == 2 and "5000" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_time_steps_runs_warmup_then_at_least_min_steps():
+    calls = []
+    timing = time_steps(calls.append, torch.device("cpu"), 10, warmup=3, min_steps=4, min_seconds=0)
+    assert calls == list(range(7)) and timing["steps"] == 4
+    slow = time_steps(lambda i: time.sleep(0.01), torch.device("cpu"), 10, warmup=0, min_steps=1, min_seconds=0.2)
+    assert slow["seconds"] >= 0.2 and slow["steps"] >= 10  # extended to min_seconds
