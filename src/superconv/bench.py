@@ -238,10 +238,17 @@ def run(args) -> list[dict]:
             for batch in args.batches:
                 cell = {}
                 for path in args.paths:
-                    step, info = (project_step(depth, batch, args, Path(scratch)) if path == "project"
-                                  else reference_step(depth, batch, args, device))
-                    timing = time_steps(step, device, batch, warmup=args.warmup, min_steps=args.min_steps,
-                                        min_seconds=args.min_seconds)
+                    try:
+                        step, info = (project_step(depth, batch, args, Path(scratch)) if path == "project"
+                                      else reference_step(depth, batch, args, device))
+                        timing = time_steps(step, device, batch, warmup=args.warmup, min_steps=args.min_steps,
+                                            min_seconds=args.min_seconds)
+                    except RuntimeError as e:  # e.g. DataLoader workers killed (no shared memory): say so, go on
+                        if path == "project":
+                            raise
+                        print(f"  ResNet-{depth} batch {batch} reference failed: {' '.join(str(e).split())[:200]}",
+                              file=sys.stderr)
+                        continue
                     rate = rates.get(info["precision"], rates["fp32"])
                     achieved = timing["images_per_s"] * flops
                     rec = {"utc": stamp, "path": path, "depth": depth, "batch": batch, **info, **timing,
