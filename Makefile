@@ -10,7 +10,7 @@ export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
 export MALLOC_TOP_PAD_ ?= 1073741824
 
 .DEFAULT_GOAL := help
-.PHONY: help install test smoke train data figures plan reproduce aggregate sweep-fraction sweep-batch sweep-weight-decay sweep-dropout clean
+.PHONY: help install test smoke train data figures bench plan reproduce aggregate sweep-fraction sweep-batch sweep-weight-decay sweep-dropout clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ train: install ## the paper's Fig 1a CLR run, or any overrides: make train ARGS=
 REFERENCE ?= $(wildcard ../shared/reference/author_logs)
 figures: install ## rebuild every figure and paper_figures/REPORT.md from results/ (seconds; trains nothing)
 	$(PY) -m paper_figures $(if $(REFERENCE),--reference $(REFERENCE))
+
+bench: install ## training images/s: this project's path vs a tutorial DataLoader+PIL loop, appended to results/bench/ (~10 min on 2 cores; needs `make data`)
+	$(PY) -m superconv.bench $(ARGS)
 
 plan: install ## the runs `make reproduce SCALE=...` would launch, how many are done, their cost
 	$(PY) -m experiments.plan --scale $(SCALE)

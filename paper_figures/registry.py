@@ -42,6 +42,7 @@ CURVES = (
                reference={"clr3SS5kCifar100Fig8": "author clr", "lr35Cifar100Fig8": "author multistep"}),
     FigureSpec("fig8b_optimizers", "Fig 8", "Optimizers", ("fig8b_optimizers",), hue="optimizer", style="schedule",
                reference={"clr3SS5kNestFig9": "author clr nesterov", "lr35NestFig9": "author multistep nesterov",
+                          "lr35AdaGradFig9": "author multistep adagrad", "lr35AdaDeltaFig9": "author multistep adadelta",
                           "lr35AdamFig9": "author multistep adam"}),
     FigureSpec("fig9a_batch", "Fig 9a / Table 5", "Total batch size", ("fig9a_batch",), hue="batch_size"),
     FigureSpec("fig9b_dropout", "Fig 9b", "Dropout", ("fig9b_dropout",), hue="dropout"),

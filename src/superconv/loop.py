@@ -59,6 +59,7 @@ class Parts:
     amp_dtype: torch.dtype | None  # None: fp32
     seed: int
     step_model: torch.nn.Module | None = None  # the model the training step calls (torch.compile'd); None: model
+    # (compared with `is None`: a compiled module refuses bool(), which asks its len())
 
 
 @dataclass
@@ -153,7 +154,7 @@ def train_iteration(p: Parts, it: int, gen: torch.Generator) -> tuple[float, flo
     set_hparams(p.optimizer, lr, momentum)
     idx = p.order.next_indices().to(p.device, non_blocking=True)
     xb = p.augment.train(p.train_x[idx], gen).contiguous(memory_format=torch.channels_last)
-    loss, correct = train_step(p.step_model or p.model, p.optimizer, xb, p.train_y[idx], p.amp_dtype, p.device)
+    loss, correct = train_step(p.model if p.step_model is None else p.step_model, p.optimizer, xb, p.train_y[idx], p.amp_dtype, p.device)
     return lr, momentum, loss, correct, len(idx)
 
 

@@ -33,8 +33,11 @@ USER_ERRORS = (ConfigError, DataError, StoreError, checkpoint.CheckpointError)
 def git_sha() -> str:
     """The commit of the code that ran, with `-dirty` when tracked files had uncommitted changes.
 
-    A copy of the tree without git (a GPU machine, a cluster node) reads it from SUPERCONV_GIT_SHA,
-    set by whoever copied the tree (scripts/gpu_check.sh's caller)."""
+    SUPERCONV_GIT_SHA, when set, wins: a copy of the tree on another machine (a GPU lent for minutes, a
+    cluster node) may carry no .git, or a stale one that names another commit (seen on the GPU machine).
+    """
+    if os.environ.get("SUPERCONV_GIT_SHA"):
+        return os.environ["SUPERCONV_GIT_SHA"]
     here = Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -43,7 +46,7 @@ def git_sha() -> str:
                                capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("SUPERCONV_GIT_SHA", "unknown")
+        return "unknown"
 
 
 def describe_device(device: torch.device) -> str:
