@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 
-from .suites import AUTHOR_GPU_HOURS_PER_IMAGE, CPU_IMAGES_PER_S, command, suite
+from .suites import AUTHOR_GPU_HOURS_PER_IMAGE, CPU_IMAGES_PER_S, H200_IMAGES_PER_S, command, suite
 
 
 def plan(scale: str, extra: list[str] | None = None, python: str = sys.executable) -> list[dict]:
@@ -33,6 +33,10 @@ def cpu_seconds(row: dict) -> float:
     return row["images"] / CPU_IMAGES_PER_S.get(row["depth"], 480.0 * 20 / row["depth"])
 
 
+def h200_seconds(row: dict) -> float:
+    return row["images"] / H200_IMAGES_PER_S.get(row["depth"], 32_000.0 * 56 / row["depth"])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.plan", description=__doc__.splitlines()[0])
     p.add_argument("--scale", default="mini", choices=("smoke", "mini", "paper"))
@@ -51,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     images = sum(r["images"] for r in todo)
     print(f"\n{len(rows)} runs at scale {args.scale}: {len(rows) - len(todo)} done, {len(todo)} to run; "
           f"{images:,} training images to go, ~{sum(cpu_seconds(r) for r in todo) / 3600:.1f} h on the "
-          f"2-core CPU (training only), ~{images * AUTHOR_GPU_HOURS_PER_IMAGE:.0f} GPU-hours at the "
-          f"author's 2017 rate (8 GTX Titan Black)")
+          f"2-core CPU (training only), ~{sum(h200_seconds(r) for r in todo) / 3600:.1f} h on one H200 "
+          f"(bf16, measured), ~{images * AUTHOR_GPU_HOURS_PER_IMAGE:.0f} GPU-hours at the author's 2017 rate "
+          f"(8 GTX Titan Black)")
     return 0
 
 

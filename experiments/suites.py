@@ -57,9 +57,12 @@ def command(job: Job, scale: str, python: str = "python") -> list[str]:
     return [python, "-m", "superconv.train", f"experiment={job.experiment}", f"scale={scale}", *job.overrides]
 
 
-# Measured training throughput (images/s, fp32, train step only), used to estimate wall time. CPU: this
-# project's 2-core AMD EPYC development machine, batch 128 (ResNet-20 480, ResNet-56 153; ResNet-110
-# scaled by depth). No GPU has been measured yet: paper-scale GPU time is estimated from the author's
-# logs (Fig 1a CLR: 10M images in ~6 h on 8 GTX Titan Black = ~48 GPU-hours per 10M images, tests included).
+# Measured training throughput (images/s, train step only), used to estimate wall time (results/bench/).
+# CPU: this project's 2-core AMD EPYC development machine, fp32, batch 128 (ResNet-20 480, ResNet-56 153;
+# ResNet-110 scaled by depth). GPU: one NVIDIA H200, bf16, batch 1000 (ResNet-20 75,047 by make bench;
+# ResNet-56 32,003 from the whole paper-scale Fig 1a CLR run, tests included: 10M images in 321 s;
+# ResNet-110 scaled by depth). The author's 2017 rate, from the logs: Fig 1a CLR, 10M images in ~6 h on 8
+# GTX Titan Black = ~48 GPU-hours per 10M images, tests included.
 CPU_IMAGES_PER_S = {20: 480.0, 56: 153.0, 110: 78.0}
+H200_IMAGES_PER_S = {20: 75_000.0, 56: 32_000.0, 110: 16_300.0}
 AUTHOR_GPU_HOURS_PER_IMAGE = 48.0 / 10_000_000

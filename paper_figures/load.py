@@ -12,6 +12,10 @@ Why it behaves this way:
 - The factor `momentum` is the optimizer's setting (optim.momentum), the one the Fig 10 sweep varies;
   the per-iteration momentum logged in metrics.csv (it moves under cyclical momentum) is renamed
   `momentum_t` so the two cannot be confused.
+- `scale` is the config's `scale_name` (paper, mini, smoke). Runs of different scales (ResNet-56 for 10k
+  iterations on a GPU against ResNet-20 for a few hundred on a CPU) are never averaged or compared: the
+  figures label each curve with its scale when an experiment holds more than one (`scale_labels`), and
+  the report judges every claim per scale (`scales_in` gives the order: paper, mini, smoke, others).
 - Rows are sorted by experiment, run, iteration, so a figure drawn twice from the same files is drawn
   from the same frame (and is byte-identical).
 """
@@ -26,7 +30,8 @@ import pandas as pd
 
 from superconv.results import METRIC_COLUMNS, RunDir, StoreError, read_metrics
 
-__all__ = ["FACTORS", "RUN_COLUMNS", "SUMMARY_COLUMNS", "load_runs", "load_summaries", "find_run_dirs"]
+__all__ = ["FACTORS", "RUN_COLUMNS", "SUMMARY_COLUMNS", "SCALE_ORDER", "UNKNOWN_SCALE", "load_runs", "load_summaries",
+           "find_run_dirs", "scale_labels", "scales_in"]
 
 # factor column -> path in config.yaml
 FACTORS: dict[str, tuple[str, ...]] = {
@@ -54,6 +59,22 @@ RUN_COLUMNS = RUN_LEVEL + METRICS
 SUMMARY_KEYS = ["final_test_acc", "best_test_acc", "final_test_loss", "iterations_run", "images_seen",
                 "wall_s", "train_s", "images_per_s", "device", "precision", "git_sha", "command"]
 SUMMARY_COLUMNS = RUN_LEVEL + SUMMARY_KEYS
+SCALE_ORDER = ("paper", "mini", "smoke")  # most faithful first; other names follow, sorted
+UNKNOWN_SCALE = "unknown"  # a run whose config names no scale
+
+
+def scale_labels(df: pd.DataFrame) -> pd.Series:
+    """Each row's scale as a string (UNKNOWN_SCALE when the run's config names none), indexed like `df`."""
+    if "scale" not in df:
+        return pd.Series([UNKNOWN_SCALE] * len(df), index=df.index, dtype="object")
+    return df["scale"].map(lambda v: v if isinstance(v, str) and v else UNKNOWN_SCALE).astype("object")
+
+
+def scales_in(df: pd.DataFrame) -> list[str]:
+    """The scales of `df`'s rows, in a fixed order: SCALE_ORDER, then other names sorted, UNKNOWN_SCALE last."""
+    found = set(scale_labels(df)) if len(df) else set()
+    return sorted(found, key=lambda s: (s == UNKNOWN_SCALE,
+                                        SCALE_ORDER.index(s) if s in SCALE_ORDER else len(SCALE_ORDER), s))
 
 
 def _get(cfg: dict, keys: tuple[str, ...]):

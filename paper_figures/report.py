@@ -15,6 +15,10 @@ Why it is written the way it is:
   result too, but a failure, not an accuracy: it is counted and shown beside the mean ("1 diverged"),
   a group whose runs all diverged loses its comparison, and a diverged run on the side the claim
   favours caps the verdict at "partly". Unfinished runs (no DONE) never count; the cell says they exist.
+- Runs of different scales (`paper`: ResNet-56, the paper's lengths, a GPU; `mini`: ResNet-20, a few
+  hundred iterations) are never pooled: `judge` splits a claim's runs by scale and judges each scale on its
+  own (`Verdict.scales`); the report then shows one table and one verdict per scale, and the summary the
+  verdict of each scale ("paper: not run yet; mini: reproduced"). With one scale the report is unchanged.
 - The report is deterministic (no timestamps, everything sorted, fixed number formats) and rewritten
   only when its text changed, so `make figures` leaves it byte-identical and its mtime unchanged.
 """
@@ -33,9 +37,10 @@ import numpy as np
 import pandas as pd
 
 from .caffe_log import CaffeLog
+from .load import scale_labels, scales_in
 from .style import _write_if_changed
 
-__all__ = ["Claim", "Group", "Ref", "Verdict", "CLAIMS", "VERDICTS", "NOISE_PP", "judge", "build_report",
+__all__ = ["Claim", "Group", "Ref", "Verdict", "CLAIMS", "VERDICTS", "NOISE_PP", "judge", "by_scale", "build_report",
            "render_report", "main"]
 
 NOISE_PP = 0.5  # percentage points: the noise floor when a group has fewer than 2 finished runs
@@ -92,9 +97,14 @@ class Claim:
 
 @dataclass(frozen=True)
 class Verdict:
+    """A claim's verdict. When its runs span several scales, `scales` holds the verdict of each scale, judged
+    on that scale's runs alone, and `label` / `detail` only sum those up (label: combined like sub-cases;
+    detail: "scale: label (detail)" per scale); `cases` is then empty. The report shows the per-scale ones."""
+
     label: str  # one of VERDICTS
     detail: str
     cases: tuple[tuple[str, str, str], ...] = ()  # (sub-case, label, detail) for split / range claims
+    scales: tuple[tuple[str, "Verdict"], ...] = ()  # (scale, verdict) when the runs span several scales
 
 
 CLR, PC = _w(schedule="clr"), _w(schedule="multistep")
@@ -428,11 +438,41 @@ def _cases(claim: Claim, pool: pd.DataFrame) -> list[dict]:
     return out
 
 
+def by_scale(pool: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The rows of `pool` split by scale, in `scales_in` order (paper, mini, smoke, ...)."""
+    if pool.empty:
+        return []
+    labels = scale_labels(pool)
+    return [(s, pool[(labels == s).to_numpy()]) for s in scales_in(pool)]
+
+
+def _combine_scales(per: Sequence[tuple[str, Verdict]]) -> tuple[str, str]:
+    """One label summing up per-scale verdicts (never their numbers): the judged scales' label when they agree,
+    partly when they differ; else inconclusive / not judged / not run yet."""
+    labels = [v.label for _, v in per]
+    judged = [x for x in labels if x in (REPRODUCED, PARTLY, NOT_REPRODUCED)]
+    if judged:
+        label = judged[0] if len(set(judged)) == 1 else PARTLY
+    else:
+        label = next((x for x in (INCONCLUSIVE, NOT_JUDGED) if x in labels), NOT_RUN)
+    return label, "; ".join(f"{s}: {v.label} ({v.detail})" for s, v in per)
+
+
 def judge(claim: Claim, summaries: pd.DataFrame) -> Verdict:
-    """The verdict on one claim from the runs in `summaries` (pure: reads nothing else)."""
+    """The verdict on one claim from the runs in `summaries` (pure: reads nothing else). Runs of different
+    scales are never pooled: with more than one scale, each is judged alone (see `Verdict.scales`)."""
     if claim.kind == "out_of_scope":
         return Verdict(NOT_RUN, claim.rule or "out of scope")
     pool = _pool(claim, summaries)
+    parts = by_scale(pool)
+    if len(parts) > 1:
+        per = tuple((s, _judge_pool(claim, p)) for s, p in parts)
+        return Verdict(*_combine_scales(per), scales=per)
+    return _judge_pool(claim, pool)
+
+
+def _judge_pool(claim: Claim, pool: pd.DataFrame) -> Verdict:
+    """The verdict from `pool` (the claim's runs, all of one scale)."""
     if claim.kind == "qualitative":
         counted = pool if pool.empty else pool[~pool.index.isin(_unfinished(pool).index)]
         if counted.empty:
@@ -621,6 +661,27 @@ CAVEATS = """\
 """.format(noise=NOISE_PP)
 
 
+SCALE_RULE = """\
+- **Scales are judged separately.** Runs of different scales (`paper`: the paper's network, lengths and
+  batch on a GPU; `mini`: ResNet-20 and a few hundred iterations; `smoke`: plumbing only) are never averaged
+  together or compared with each other: a claim whose runs span several scales gets one table and one
+  verdict per scale, and the summary lists the verdict of each scale.
+"""
+
+
+def _summary_cell(claim: Claim, v: Verdict, summaries: pd.DataFrame, several: bool) -> str:
+    """The summary's verdict cell: the verdict of each scale ("paper: not run yet; mini: reproduced") when the
+    claim's runs span several scales; "mini: reproduced" when the store holds several scales but this claim's
+    runs one; else the bare label."""
+    if v.scales:
+        return "; ".join(f"{s}: {sv.label}" for s, sv in v.scales)
+    if several and claim.kind != "out_of_scope":
+        scales = scales_in(_pool(claim, summaries))
+        if len(scales) == 1:
+            return f"{scales[0]}: {v.label}"
+    return v.label
+
+
 def _rel(fig: Path, base: Path) -> str:
     try:
         return Path(os.path.relpath(Path(fig).resolve(), Path(base).resolve())).as_posix()
@@ -633,17 +694,24 @@ def render_report(summaries: pd.DataFrame, reference: Mapping[str, CaffeLog] | N
     """The report's text (pure); `build_report` writes it."""
     summaries = summaries if summaries is not None else pd.DataFrame(columns=["experiment", "status"])
     verdicts = [(c, judge(c, summaries)) for c in CLAIMS]
+    store_scales = scales_in(summaries)
+    several = len(store_scales) > 1  # then every summary verdict names its scale
     out = ["# Reproduction report: Super-Convergence (Smith & Topin, arXiv 1708.07120)", "",
            "Generated by `paper_figures/report.py` from the results store and the author's logs; do not edit by "
            "hand. Regenerate with:", "", "```", command, "```", ""]
     n = len(summaries)
     st = summaries["status"].value_counts().to_dict() if n and "status" in summaries else {}
+    scale_counts = scale_labels(summaries).value_counts().to_dict() if several else {}
     out.append(f"Runs read: {n} ({', '.join(f'{k} {st[k]}' for k in sorted(st)) or 'none'}). "
+               + (f"Scales: {', '.join(f'{s} {scale_counts[s]}' for s in store_scales)}, judged separately. "
+                  if several else "")
                + (f"Author logs read: {len(reference)}." if reference is not None
                   else "No reference folder given: the author re-run column shows \"-\"."))
     out += ["", "## Summary", "", "| claim | paper artifact | verdict |", "|---|---|---|"]
-    out += [f"| [{c.id}](#{c.id}) | {_cell(c.artifact)} | {v.label} |" for c, v in verdicts]
-    out += ["", "## Verdict rules", "", RULES.rstrip(), "", "## Claims", ""]
+    out += [f"| [{c.id}](#{c.id}) | {_cell(c.artifact)} | {_summary_cell(c, v, summaries, several)} |"
+            for c, v in verdicts]
+    out += ["", "## Verdict rules", "", RULES.rstrip() + ("\n" + SCALE_RULE.rstrip() if several else ""), "",
+            "## Claims", ""]
     for claim, v in verdicts:
         pool = _pool(claim, summaries)
         out += [f"### {claim.id}", "", f"**{claim.artifact}**: {claim.text}. Paper: {claim.paper}."]
@@ -656,9 +724,17 @@ def render_report(summaries: pd.DataFrame, reference: Mapping[str, CaffeLog] | N
             extra.append(f"A = {claim.a.label}, B = {claim.b.label}")
         if claim.figure:
             extra.append(f"figure `{claim.figure}`")
+        if v.scales:
+            extra.append(f"runs at {len(v.scales)} scales ({', '.join(s for s, _ in v.scales)}), each judged on "
+                         "its own runs: never pooled or compared across scales")
         if extra:
             out += ["", "Ours: " + "; ".join(extra) + "."]
-        out += [""] + _table(claim, v, pool, reference) + [""]
+        if not v.scales:
+            out += [""] + _table(claim, v, pool, reference) + [""]
+            continue
+        out.append("")
+        for (scale, sv), (_, part) in zip(v.scales, by_scale(pool)):
+            out += [f"#### {claim.id} at {scale} scale", ""] + _table(claim, sv, part, reference) + [""]
     known = {e for c in CLAIMS for e in c.experiments}
     others = sorted(set(summaries["experiment"].dropna().astype(str)) - known) if n and "experiment" in summaries else []
     if others:

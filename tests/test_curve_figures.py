@@ -100,3 +100,88 @@ def test_unfinished_and_diverged_runs_are_named(data):
     assert any("diverged" in n for n in notes)
     spec = next(s for s in registry.CURVES if s.name == "fig1a_clr_vs_pclr")
     assert any("unfinished" in n for n in curve_figures._missing_note(spec, summaries))
+
+
+# ------------------------------------------------------------------------------ two scales
+def two_scale_store(tmp_path: Path, experiment: str = "fig1a", accs=(0.6, 0.7)) -> Path:
+    """The fixture runs of `experiment` (smoke scale) plus a copy of every finished one relabelled `mini`
+    (config scale_name) with final accuracies from `accs`, cycling: the same experiment at two scales."""
+    import json
+    import shutil
+
+    root = tmp_path / "two_scales"
+    shutil.copytree(FIXTURES / experiment, root / experiment)
+    finished = sorted(p for p in (FIXTURES / experiment).iterdir() if (p / "DONE").exists())
+    for i, src in enumerate(finished):
+        dst = root / experiment / src.name.replace("scale=smoke", "scale=mini")
+        assert dst.name != src.name
+        shutil.copytree(src, dst)
+        cfg = (dst / "config.yaml").read_text()
+        assert "scale_name: smoke" in cfg
+        (dst / "config.yaml").write_text(cfg.replace("scale_name: smoke", "scale_name: mini"))
+        summary = json.loads((dst / "summary.json").read_text())
+        summary["final_test_acc"] = accs[i % len(accs)]
+        (dst / "summary.json").write_text(json.dumps(summary))
+    return root
+
+
+def test_two_scales_give_separate_curves_and_table_rows(tmp_path):
+    store = two_scale_store(tmp_path)
+    runs, summaries = load_runs(store), load_summaries(store)
+    assert set(summaries["scale"]) == {"smoke", "mini"}
+    style.setup()
+    spec = next(s for s in registry.CURVES if s.name == "fig1a_clr_vs_pclr")
+    curve_figures.draw_curves(spec, runs, summaries, tmp_path / "out", None)
+    table = pd.read_csv(tmp_path / "out" / "fig1a_clr_vs_pclr.csv")
+    assert list(table["curve"]) == ["clr (mini)", "clr (smoke)", "multistep (mini)", "multistep (smoke)"]
+    assert list(table["n"]) == [2, 2, 2, 2]  # never n = 4: seeds of one scale only
+    rows = table.set_index("curve")
+    fin = summaries[summaries.status == "completed"]
+    for sched in ("clr", "multistep"):
+        for scale in ("mini", "smoke"):
+            want = fin[(fin.schedule == sched) & (fin.scale == scale)]["final_test_acc"]
+            assert rows.loc[f"{sched} ({scale})", "mean"] == pytest.approx(want.mean(), abs=1e-6)
+    # the mini copies' accuracies (0.6, 0.7) are far from the smoke ones: a pooled mean would be between
+    both = fin[fin.schedule == "clr"]["final_test_acc"].mean()
+    assert all(abs(m - both) > 0.1 for m in rows["mean"])
+    # the curves themselves: one line per schedule and scale in the legend
+    labels = curve_figures.curve_labels(runs[runs.experiment == "fig1a"], spec)
+    assert set(labels) == {"clr (mini)", "clr (smoke)", "multistep (mini)", "multistep (smoke)"}
+
+
+def test_one_scale_labels_are_unchanged(data):
+    runs, _ = data
+    spec = next(s for s in registry.CURVES if s.name == "fig1a_clr_vs_pclr")
+    fig1a = runs[runs.experiment == "fig1a"]
+    assert set(curve_figures.curve_labels(fig1a, spec)) == {"clr", "multistep"}
+    assert not curve_figures.spans_scales(fig1a)
+    # a figure whose labels already name the scale (every varying factor) gets no second suffix
+    mixed = pd.concat([fig1a, fig1a.assign(scale="mini", depth=56)], ignore_index=True)
+    generic = registry.FigureSpec("other_x", "-", "x", ("fig1a",))
+    assert set(curve_figures.curve_labels(mixed, generic)) == {
+        "depth=20, schedule=clr, max_lr=0.5, scale=smoke", "depth=56, schedule=clr, max_lr=0.5, scale=mini",
+        "depth=20, schedule=multistep, max_lr=0.35, scale=smoke",
+        "depth=56, schedule=multistep, max_lr=0.35, scale=mini"}
+
+
+def test_two_scale_sweep_has_one_line_per_scale(tmp_path):
+    store = two_scale_store(tmp_path, "fig6a_fraction", accs=(0.5, 0.6, 0.7, 0.8))
+    summaries = load_summaries(store)
+    style.setup()
+    spec = next(s for s in registry.SWEEPS if s.name == "sweep_fraction")
+    curve_figures.draw_sweep(spec, summaries, tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "sweep_fraction.csv")
+    assert list(table.columns) == ["schedule", "fraction", "n", "mean", "sd"]
+    assert set(table["schedule"]) == {"clr (mini)", "clr (smoke)", "multistep (mini)", "multistep (smoke)"}
+    assert (table["n"] == 1).all() and len(table) == 8  # 2 schedules x 2 fractions x 2 scales, none pooled
+    mini = summaries[summaries.scale == "mini"]
+    for _, r in table[table["schedule"].str.endswith("(mini)")].iterrows():
+        want = mini[(mini.schedule == r["schedule"].split(" ")[0]) & (mini.fraction == r["fraction"])]
+        assert r["mean"] == pytest.approx(float(want["final_test_acc"].iloc[0]), abs=1e-6)
+
+
+def test_scales_of_different_lengths_are_drawn_against_fraction_of_run():
+    df = pd.DataFrame({"iterations": [10000, 150, 1200]})
+    assert curve_figures.x_axis(df, [], by_scale=True) == "fraction of run"
+    assert curve_figures.x_axis(df, []) == "iteration"  # one scale, several lengths (Fig 1b): iterations
+    assert curve_figures.x_axis(df.iloc[:1], [], by_scale=True) == "iteration"

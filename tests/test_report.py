@@ -275,3 +275,109 @@ def test_cli(tmp_path):
         assert main([str(FIXTURES), "--figures", str(tmp_path / "none"), "--out", str(out)]) == 0
     text = out.read_text(encoding="utf-8")
     assert "python -m paper_figures.report" in text and "No figures were given." in text
+
+
+# ------------------------------------------------------------------------------ two scales
+MINI = dict(scale="mini", depth=20, batch_size=128, device="cpu: AMD EPYC, 2 threads")
+
+
+def two_scales(paper_clr, paper_pc, mini_clr, mini_pc) -> pd.DataFrame:
+    """fig1a at paper scale (ResNet-56, 10k / 80k it) and at mini scale (ResNet-20, 150 / 1200 it)."""
+    rows = [run(acc=a, schedule="clr", seed=i) for i, a in enumerate(paper_clr)]
+    rows += [run(acc=a, schedule="multistep", max_lr=0.35, iterations=80000, seed=i) for i, a in enumerate(paper_pc)]
+    rows += [run(acc=a, schedule="clr", seed=i, iterations=150, **MINI) for i, a in enumerate(mini_clr)]
+    rows += [run(acc=a, schedule="multistep", max_lr=0.35, seed=i, iterations=1200, **MINI)
+             for i, a in enumerate(mini_pc)]
+    return frame(*rows)
+
+
+def test_each_scale_is_judged_alone():
+    claim = BY_ID["fig1a_clr_vs_pclr"]
+    # paper: CLR loses (-2 pp); mini: CLR wins (+5 pp). Pooled, CLR 61.5 vs PC-LR 60.0 would pass as a win.
+    v = judge(claim, two_scales([0.88], [0.90], [0.35], [0.30]))
+    per = dict(v.scales)
+    assert list(per) == ["paper", "mini"] and v.cases == ()
+    assert per["paper"].label == "not reproduced" and "-2.00 pp" in per["paper"].detail
+    assert per["mini"].label == "reproduced" and "+5.00 pp" in per["mini"].detail
+    assert "n = 1 vs 1" in per["mini"].detail and "+1.50 pp" not in v.detail  # no pooled difference anywhere
+    assert v.label == "partly" and v.label in VERDICTS  # the sum-up: the scales disagree
+    # the brief's case: one paper-scale CLR run, two mini seeds of each schedule
+    v = judge(claim, two_scales([0.8824], [], [0.33, 0.35], [0.30, 0.31]))
+    per = dict(v.scales)
+    assert per["paper"].label == "not run yet" and "no finished run of PC-LR" in per["paper"].detail
+    assert per["mini"].label == "reproduced" and "n = 2 vs 2" in per["mini"].detail
+    assert "+3.50 pp" in per["mini"].detail  # (34.0 - 30.5), not the pooled (52.08 - 30.5)
+    assert v.label == "reproduced" and "paper: not run yet" in v.detail and "mini: reproduced" in v.detail
+    # per scale, the verdict is the one its runs alone give
+    alone = judge(claim, two_scales([], [], [0.33, 0.35], [0.30, 0.31]))
+    assert alone.scales == () and (alone.label, alone.detail) == (per["mini"].label, per["mini"].detail)
+
+
+def test_sweep_extremes_are_taken_within_a_scale():
+    batch = BY_ID["fig9a_batch"]
+    # paper: 1000 beats 256; mini: 512 loses to 128. Across scales the largest (1000) vs smallest (128)
+    # would mix a paper run with a mini one.
+    df = frame(run("fig9a_batch", 0.92, batch_size=1000), run("fig9a_batch", 0.89, batch_size=256),
+               run("fig9a_batch", 0.30, **{**MINI, "batch_size": 512}),
+               run("fig9a_batch", 0.35, **MINI))
+    per = dict(judge(batch, df).scales)
+    assert per["paper"].label == "reproduced" and "+3.00 pp" in per["paper"].detail
+    assert per["mini"].label == "not reproduced" and "-5.00 pp" in per["mini"].detail
+
+
+def test_report_shows_one_table_and_verdict_per_scale(tmp_path):
+    df = two_scales([0.8824], [], [0.33, 0.35], [0.30, 0.31])
+    df = pd.concat([df, frame(run("fig7b_cifar100", 0.40, **MINI))], ignore_index=True)
+    text = render_report(df, None, [], tmp_path, "make figures")
+    assert _row(text, "| [fig1a_clr_vs_pclr]") == \
+        "| [fig1a_clr_vs_pclr](#fig1a_clr_vs_pclr) | Fig 1a | paper: not run yet; mini: reproduced |"
+    assert _row(text, "| [fig1a_curve]").endswith("| paper: not judged automatically; mini: not judged automatically |")
+    assert _row(text, "| [fig7b_cifar100]").endswith("| mini: not run yet |")  # one scale, named: the store has two
+    assert _row(text, "| [fig6b_depth]").endswith("| not run yet |")  # no runs at all
+    assert "Scales: paper 1, mini 5, judged separately." in text and "**Scales are judged separately.**" in text
+    section = text[text.index("### fig1a_clr_vs_pclr"):text.index("### fig1a_curve")]
+    paper = section[section.index("#### fig1a_clr_vs_pclr at paper scale"):section.index("at mini scale")]
+    mini = section[section.index("#### fig1a_clr_vs_pclr at mini scale"):]
+    assert "88.24% (n=1); paper; ResNet-56" in _row(paper, "| CLR |") and "| not run yet |" in _row(paper, "| PC-LR |")
+    assert "**not run yet**: no finished run of PC-LR" in paper
+    assert "34.00 ± 1.41% (n=2); mini; ResNet-20" in _row(mini, "| CLR |")
+    assert "30.50 ± 0.71% (n=2); mini" in _row(mini, "| PC-LR |") and "**reproduced**: CLR - PC-LR = +3.50 pp" in mini
+    assert "(n=3)" not in text and "paper/mini" not in text and "mini/paper" not in text  # nothing pooled
+    # deterministic: the same text from shuffled rows
+    assert render_report(df.iloc[::-1].reset_index(drop=True), None, [], tmp_path, "make figures") == text
+
+
+def test_one_scale_report_has_no_scale_sections(tmp_path):
+    text = render_report(fig1a([0.92, 0.93], [0.90, 0.91]), None, [], tmp_path, "make figures")
+    assert "#### " not in text and "Scales:" not in text and "Scales are judged separately" not in text
+    assert _row(text, "| [fig1a_clr_vs_pclr]").endswith("| Fig 1a | reproduced |")
+
+
+def test_report_on_a_two_scale_fixture(tmp_path):
+    """The committed smoke runs of fig1a plus copies relabelled mini (config scale_name): two verdicts."""
+    import json
+    import shutil
+
+    store = tmp_path / "results"
+    shutil.copytree(FIXTURES / "fig1a", store / "fig1a")
+    for i, src in enumerate(sorted(p for p in (FIXTURES / "fig1a").iterdir() if (p / "DONE").exists())):
+        dst = store / "fig1a" / src.name.replace("scale=smoke", "scale=mini")
+        shutil.copytree(src, dst)
+        (dst / "config.yaml").write_text((dst / "config.yaml").read_text().replace("scale_name: smoke",
+                                                                                   "scale_name: mini"))
+        summary = json.loads((dst / "summary.json").read_text())
+        summary["final_test_acc"] = 0.5 if "schedule=clr" in src.name else 0.1 + 0.01 * i
+        (dst / "summary.json").write_text(json.dumps(summary))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summaries = load_summaries(store)
+    assert set(summaries["scale"]) == {"smoke", "mini"}
+    per = dict(judge(BY_ID["fig1a_clr_vs_pclr"], summaries).scales)
+    assert list(per) == ["mini", "smoke"]
+    assert per["mini"].label == "reproduced" and "n = 2 vs 2" in per["mini"].detail
+    smoke_alone = judge(BY_ID["fig1a_clr_vs_pclr"], load_summaries(FIXTURES))
+    assert (per["smoke"].label, per["smoke"].detail) == (smoke_alone.label, smoke_alone.detail)
+    text = build_report(summaries, None, [], tmp_path / "REPORT.md", "make figures")
+    assert f"| mini: reproduced; smoke: {smoke_alone.label} |" in _row(text, "| [fig1a_clr_vs_pclr]")
+    assert "#### fig1a_clr_vs_pclr at mini scale" in text and "#### fig1a_clr_vs_pclr at smoke scale" in text
+    assert "(n=4)" not in text
