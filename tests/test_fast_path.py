@@ -46,25 +46,27 @@ def _assert_same_update(before, ref, fast, rel=2e-2):
     assert (d_fast - d_ref).norm().item() <= rel * d_ref.norm().item()
 
 
-@pytest.mark.parametrize("device", FAST_DEVICES)
-def test_bf16_channels_last_step_matches_fp32(device):
+def _fp32_and_fast(device, amp_dtype, compiled):
+    """(weights before, fp32 eager CPU result, fast-path result) of one step from the same ResNet-8 and batch."""
     torch.manual_seed(0)
     model = build_resnet(8, "paper", 10)
     x, y = _batch()
     before = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
-    ref_loss, _, ref = _one_step(model, x, y, "cpu", None, channels_last=False, compiled=False)
-    fast_loss, _, fast = _one_step(model, x, y, device, torch.bfloat16, channels_last=True, compiled=False)
+    ref = _one_step(model, x, y, "cpu", None, channels_last=False, compiled=False)
+    fast = _one_step(model, x, y, device, amp_dtype, channels_last=True, compiled=compiled)
+    return before, ref, fast
+
+
+@pytest.mark.parametrize("device", FAST_DEVICES)
+def test_bf16_channels_last_step_matches_fp32(device):
+    before, (ref_loss, _, ref), (fast_loss, _, fast) = _fp32_and_fast(device, torch.bfloat16, compiled=False)
     assert fast_loss == pytest.approx(ref_loss, rel=2e-2)
     _assert_same_update(before, ref, fast)
 
 
 def test_the_check_catches_a_wrong_step():
     """The tolerance is tight enough to see a step at another LR (so the test above can fail)."""
-    torch.manual_seed(0)
-    model = build_resnet(8, "paper", 10)
-    x, y = _batch()
-    before = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
-    _, _, ref = _one_step(model, x, y, "cpu", None, channels_last=False, compiled=False)
+    before, (_, _, ref), _ = _fp32_and_fast("cpu", None, compiled=False)
     other = {k: before[k] + 1.1 * (v - before[k]) if v.is_floating_point() else v for k, v in ref.items()}
     with pytest.raises(AssertionError):
         _assert_same_update(before, ref, other)
@@ -73,12 +75,7 @@ def test_the_check_catches_a_wrong_step():
 @pytest.mark.slow  # compiling costs ~1 min on a 2-core CPU
 @pytest.mark.parametrize("device", FAST_DEVICES)
 def test_compiled_step_matches_eager_fp32(device):
-    torch.manual_seed(0)
-    model = build_resnet(8, "paper", 10)
-    x, y = _batch()
-    before = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
-    ref_loss, _, ref = _one_step(model, x, y, "cpu", None, channels_last=False, compiled=False)
     amp = torch.bfloat16 if device == "cuda" else None
-    fast_loss, _, fast = _one_step(model, x, y, device, amp, channels_last=True, compiled=True)
+    before, (ref_loss, _, ref), (fast_loss, _, fast) = _fp32_and_fast(device, amp, compiled=True)
     assert fast_loss == pytest.approx(ref_loss, rel=2e-2)
     _assert_same_update(before, ref, fast)

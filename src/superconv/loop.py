@@ -154,7 +154,8 @@ def train_iteration(p: Parts, it: int, gen: torch.Generator) -> tuple[float, flo
     set_hparams(p.optimizer, lr, momentum)
     idx = p.order.next_indices().to(p.device, non_blocking=True)
     xb = p.augment.train(p.train_x[idx], gen).contiguous(memory_format=torch.channels_last)
-    loss, correct = train_step(p.model if p.step_model is None else p.step_model, p.optimizer, xb, p.train_y[idx], p.amp_dtype, p.device)
+    model = p.model if p.step_model is None else p.step_model
+    loss, correct = train_step(model, p.optimizer, xb, p.train_y[idx], p.amp_dtype, p.device)
     return lr, momentum, loss, correct, len(idx)
 
 

@@ -201,10 +201,10 @@ def prepare(c: dict, *, iterations: int, schedule_cfg: Mapping) -> Setup:
     # Only the training step is compiled: evaluation (model.eval(), inference mode) calls the eager
     # module, which would otherwise cost a second compilation; checkpoints use its plain state_dict keys.
     step_model = torch.compile(model) if tr.get("compile") else model
-    return Setup(c=c, store=store, device=device, amp_dtype=amp_dtype, split=split, model=model, step_model=step_model,
-                 eval_x=split.test_x[test_idx.to(device)], eval_y=split.test_y[test_idx.to(device)],
-                 optimizer=optimizer, schedule=schedule, order=order, augment=Augment(c["data"]["augment"],
-                                                                                      split.train_x))
+    return Setup(c=c, store=store, device=device, amp_dtype=amp_dtype, split=split, model=model,
+                 step_model=step_model, eval_x=split.test_x[test_idx.to(device)],
+                 eval_y=split.test_y[test_idx.to(device)], optimizer=optimizer, schedule=schedule, order=order,
+                 augment=Augment(c["data"]["augment"], split.train_x))
 
 
 def load_config(cfg) -> tuple[dict, RunDir | None]:
