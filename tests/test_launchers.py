@@ -22,7 +22,9 @@ def _sweep(tmp_path, data_dir, *args, timeout=600):
 
 
 def test_joblib_runs_two_jobs_concurrently(tmp_path, synthetic_data_dir):
-    proc = _sweep(tmp_path, synthetic_data_dir, "launcher=joblib")
+    # two runs of equal length (PC-LR, 160 iterations at smoke scale): with a 20-iteration CLR job beside
+    # it, a worker started late on a loaded machine could find the short job already finished
+    proc = _sweep(tmp_path, synthetic_data_dir, "launcher=joblib", "protocol=pclr", "seed=0,1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "r" / "fig1a").glob("*/summary.json"))]
     assert len(summaries) == 2
