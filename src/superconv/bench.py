@@ -123,7 +123,7 @@ def _compose(overrides: list[str]) -> dict:
 
 def project_step(depth: int, batch: int, args, scratch: Path) -> tuple[Callable[[int], object], dict]:
     """The training path of superconv.train for this cell, as a step function, and what it runs with."""
-    from .loop import Parts, train_iteration
+    from .loop import train_iteration
     from .session import prepare
 
     c = _compose([f"model.depth={depth}", f"train.batch_size={batch}", f"data.name={args.dataset}",
@@ -132,10 +132,7 @@ def project_step(depth: int, batch: int, args, scratch: Path) -> tuple[Callable[
                   f"train.device={args.device}", f"train.precision={args.precision}",
                   f"train.compile={str(args.compile).lower()}", "logger=none"])
     s = prepare(c, iterations=c["train"]["iterations"], schedule_cfg=c["schedule"])
-    parts = Parts(model=s.model, optimizer=s.optimizer, schedule=s.schedule, train_x=s.split.train_x,
-                  train_y=s.split.train_y, test_x=s.split.test_x, test_y=s.split.test_y, eval_x=s.eval_x,
-                  eval_y=s.eval_y, augment=s.augment, order=s.order, device=s.device, amp_dtype=s.amp_dtype,
-                  seed=0, step_model=s.step_model)
+    parts = s.parts()
     gen = torch.Generator(device=s.device).manual_seed(0)
     parts.model.train()
     info = {"precision": "bf16" if s.amp_dtype == torch.bfloat16 else "fp32", "channels_last": True,

@@ -22,6 +22,7 @@ import torch
 from . import checkpoint
 from .config import ConfigError, identity, validate
 from .data import Augment, BatchOrder, DataError, Split, load_dataset, stratified_indices
+from .loop import Parts
 from .models.resnet import build_resnet
 from .optim import build_optimizer
 from .results import RunDir, StoreError, truncate_metrics
@@ -158,6 +159,14 @@ class Setup:
     order: BatchOrder
     augment: Augment
     step_model: torch.nn.Module  # `model`, or torch.compile(model) (train.compile); shares its parameters
+
+    def parts(self) -> Parts:
+        """What the loop trains with (superconv.train and superconv.bench step the same thing)."""
+        return Parts(model=self.model, optimizer=self.optimizer, schedule=self.schedule,
+                     train_x=self.split.train_x, train_y=self.split.train_y, test_x=self.split.test_x,
+                     test_y=self.split.test_y, eval_x=self.eval_x, eval_y=self.eval_y, augment=self.augment,
+                     order=self.order, device=self.device, amp_dtype=self.amp_dtype, seed=self.c["seed"],
+                     step_model=self.step_model)
 
 
 def prepare(c: dict, *, iterations: int, schedule_cfg: Mapping) -> Setup:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import checkpoint, cli
 from .loggers import make_logger
-from .loop import Outcome, Parts, Settings, run_loop
+from .loop import Outcome, Settings, run_loop
 from .results import finite_or_none
 from .session import Setup, finish, load_config, open_store, prepare, provenance
 
@@ -49,11 +49,7 @@ def run(cfg, command: str | None = None, *, job_type: str = "train",
     s = prepare(c, iterations=tr["iterations"], schedule_cfg=c["schedule"])
     resume = checkpoint.load(s.store.checkpoint)
 
-    parts = Parts(model=s.model, optimizer=s.optimizer, schedule=s.schedule, train_x=s.split.train_x,
-                  train_y=s.split.train_y, test_x=s.split.test_x, test_y=s.split.test_y, eval_x=s.eval_x,
-                  eval_y=s.eval_y, augment=s.augment,
-                  order=s.order, device=s.device, amp_dtype=s.amp_dtype, seed=c["seed"],
-                  step_model=s.step_model)
+    parts = s.parts()
     settings = Settings(iterations=tr["iterations"], eval_every=tr["eval_every"],
                         eval_batch_size=tr["eval_batch_size"], log_every=tr["log_every"],
                         checkpoint_every=tr["checkpoint_every"], progress=tr["progress"],
