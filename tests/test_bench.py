@@ -10,7 +10,9 @@ import time
 import pytest
 import torch
 
-from superconv.bench import time_steps
+from superconv.bench import flops_per_image, time_steps
+from superconv.conv_ceiling import conv_flops, conv_only_step, conv_shapes
+from superconv.models.resnet import build_resnet
 from superconv.data import write_synthetic
 
 
@@ -34,8 +36,8 @@ def test_bench_measures_both_paths_and_appends_records(synthetic, tmp_path):
     assert "ResNet-8 batch 16: project" in proc.stdout and "ratio" in proc.stdout
     lines = (tmp_path / "out" / "bench.jsonl").read_text().splitlines()
     recs = [json.loads(line) for line in lines]
-    assert [r["path"] for r in recs] == ["project", "reference"]
-    project, reference = recs
+    assert [r["path"] for r in recs] == ["project", "reference", "convs"]
+    project, reference, convs = recs
     assert project["steps"] == 2 and project["batch"] == 16 and project["depth"] == 8
     assert project["images_per_s"] > 0 and reference["images_per_s"] > 0
     assert project["ratio_to_reference"] == pytest.approx(project["images_per_s"] / reference["images_per_s"],
@@ -46,9 +48,12 @@ def test_bench_measures_both_paths_and_appends_records(synthetic, tmp_path):
     assert 0 < project["matmul_fraction"] < 1
     for key in ("device", "torch_version", "git_sha", "hostname", "command", "utc"):
         assert project[key], key
+    # the convolutions alone: a bound, with its ratio to the reference printed and stored
+    assert convs["ratio_to_reference"] == pytest.approx(convs["images_per_s"] / reference["images_per_s"], rel=1e-2)
+    assert "its convolutions alone (fp32)" in proc.stdout and f"{convs['ratio_to_reference']:.2f}x" in proc.stdout
     # a second bench appends, never overwrites
     assert _bench(*args[:-2], "--paths", "project", "--out", "out", cwd=tmp_path).returncode == 0
-    assert len((tmp_path / "out" / "bench.jsonl").read_text().splitlines()) == 3
+    assert len((tmp_path / "out" / "bench.jsonl").read_text().splitlines()) == 4
 
 
 def test_missing_data_is_one_line_and_writes_nothing(tmp_path):
@@ -71,3 +76,26 @@ def test_time_steps_runs_warmup_then_at_least_min_steps():
     assert calls == list(range(7)) and timing["steps"] == 4
     slow = time_steps(lambda i: time.sleep(0.01), torch.device("cpu"), 10, warmup=0, min_steps=1, min_seconds=0.2)
     assert slow["seconds"] >= 0.2 and slow["steps"] >= 10  # extended to min_seconds
+
+
+@pytest.mark.parametrize("depth", [8, 56])
+def test_conv_ceiling_covers_every_convolution_of_the_step(depth):
+    """The bound times all of the step's convolution work: its FLOPs are the flop counter's for the whole
+    step (forward + backward) but for the FC layer's few thousand."""
+    layers = conv_shapes(build_resnet(depth, "paper"), batch=4)
+    assert len(layers) == depth - 1  # stem + 2 per basic block
+    assert layers[0][1] == (4, 3, 32, 32) and layers[-1][1][2:] == (8, 8)
+    total = flops_per_image(depth) * 4
+    assert total - 3 * 2 * 4 * 64 * 10 == pytest.approx(conv_flops(layers), rel=1e-9)
+
+
+def test_conv_only_step_runs_each_layer_once_with_its_gradients(monkeypatch):
+    model = build_resnet(8, "paper")
+    calls = []
+    real = torch.ops.aten.convolution_backward
+    monkeypatch.setattr(torch.ops.aten, "convolution_backward", lambda *a: calls.append(a[-1]) or real(*a))
+    step = conv_only_step(model, 2, torch.device("cpu"), torch.float32)
+    step(0)
+    # no input gradient for the first layer (the data), all for the other six; the paper variant's
+    # convolutions have biases (Caffe's default), so their gradient is part of the work
+    assert calls == [[False, True, True]] + [[True, True, True]] * 6

@@ -15,6 +15,9 @@ per-channel normalization), one after the other:
 - reference: the PyTorch CIFAR-10 tutorial's way: torchvision's `CIFAR10` with per-sample PIL
   transforms (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize) in a `DataLoader`
   with 2 workers, fp32, NCHW, `loss.item()` every step.
+- convs: the network's convolutions alone (forward and both gradients, each layer's shape, the project's
+  precision and memory format; `superconv.conv_ceiling`): an upper bound on any implementation of the
+  step with these kernels, printed as the ratio no path could beat here.
 
 Warm-up steps (worker start, cuDNN autotuning, compilation) are not timed; each measurement runs at
 least `--min-steps` steps and `--min-seconds`. Also printed: FLOPs per image (forward + backward, by
@@ -195,6 +198,19 @@ def reference_step(depth: int, batch: int, args, device: torch.device) -> tuple[
     return step, info
 
 
+def convs_step(depth: int, batch: int, args, device: torch.device) -> tuple[Callable[[int], object], dict]:
+    """The upper bound: one step's convolutions alone, in the precision the project path picks."""
+    from .conv_ceiling import conv_only_step
+    from .models.resnet import build_resnet
+    from .session import pick_precision
+
+    amp = pick_precision(args.precision, device)
+    step = conv_only_step(build_resnet(depth, "paper"), batch, device, amp or torch.float32)
+    info = {"precision": "bf16" if amp == torch.bfloat16 else "fp32", "channels_last": True, "compile": False,
+            "data": "none: the convolutions alone (forward, input and weight gradients), an upper bound"}
+    return step, info
+
+
 def _check_data(args) -> None:
     folder = Path(args.data_dir) / ("synthetic" if args.dataset == "synthetic" else "") / "cifar-10-batches-py"
     if not (folder / "data_batch_1").is_file():
@@ -237,11 +253,12 @@ def run(args) -> list[dict]:
                 for path in args.paths:
                     try:
                         step, info = (project_step(depth, batch, args, Path(scratch)) if path == "project"
+                                      else convs_step(depth, batch, args, device) if path == "convs"
                                       else reference_step(depth, batch, args, device))
                         timing = time_steps(step, device, batch, warmup=args.warmup, min_steps=args.min_steps,
                                             min_seconds=args.min_seconds)
                     except RuntimeError as e:  # e.g. DataLoader workers killed (no shared memory): say so, go on
-                        if path == "project":
+                        if path != "reference":
                             raise
                         print(f"  ResNet-{depth} batch {batch} reference failed: {' '.join(str(e).split())[:200]}",
                               file=sys.stderr)
@@ -260,12 +277,8 @@ def run(args) -> list[dict]:
                           f"{achieved / 1e12:.3f} TFLOP/s = {achieved / rate:.1%} of the {info['precision']} "
                           f"matmul rate", file=sys.stderr)
                     del step
-                if len(cell) == 2:
-                    ratio = cell["project"]["images_per_s"] / cell["reference"]["images_per_s"]
-                    cell["project"]["ratio_to_reference"] = round(ratio, 3)
-                    print(f"ResNet-{depth} batch {batch}: project {cell['project']['images_per_s']:.1f} img/s, "
-                          f"reference {cell['reference']['images_per_s']:.1f} img/s, ratio {ratio:.2f}x; "
-                          f"{flops / 1e6:.1f} MFLOP per image")
+                if "reference" in cell:
+                    _print_ratios(cell, depth, batch, flops)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "bench.jsonl", "a") as f:  # one write at the end: an interrupted bench adds nothing
@@ -274,11 +287,29 @@ def run(args) -> list[dict]:
     return records
 
 
+def _print_ratios(cell: dict, depth: int, batch: int, flops: float) -> None:
+    """Each other path's images/s over the reference's, stored in its record and printed."""
+    ref = cell["reference"]["images_per_s"]
+    for path in ("project", "convs"):
+        if path in cell:
+            cell[path]["ratio_to_reference"] = round(cell[path]["images_per_s"] / ref, 3)
+    if "project" in cell:
+        print(f"ResNet-{depth} batch {batch}: project {cell['project']['images_per_s']:.1f} img/s, "
+              f"reference {ref:.1f} img/s, ratio {cell['project']['ratio_to_reference']:.2f}x; "
+              f"{flops / 1e6:.1f} MFLOP per image")
+    if "convs" in cell:
+        c = cell["convs"]
+        print(f"ResNet-{depth} batch {batch}: its convolutions alone ({c['precision']}) run at "
+              f"{c['images_per_s']:.1f} img/s: no implementation with these kernels can exceed "
+              f"{c['ratio_to_reference']:.2f}x the reference here")
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m superconv.bench", description=__doc__.split("\n")[0])
     p.add_argument("--depths", type=int, nargs="+", default=[20, 56])
     p.add_argument("--batches", type=int, nargs="+", default=[128, 1000])
-    p.add_argument("--paths", nargs="+", choices=("project", "reference"), default=["project", "reference"])
+    p.add_argument("--paths", nargs="+", choices=("project", "reference", "convs"),
+                   default=["project", "reference", "convs"])
     p.add_argument("--dataset", choices=("cifar10", "synthetic"), default="cifar10")
     p.add_argument("--data-dir", default="data")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
