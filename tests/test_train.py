@@ -208,3 +208,18 @@ def test_a_sweep_job_without_its_data_is_skipped_not_failed(tmp_path):
     skipped = [line for line in proc.stderr.splitlines() if "skipped" in line]
     assert len(skipped) == 2 and all("CIFAR-100" in line or "cifar-100" in line for line in skipped)
     assert not (tmp_path / "r").exists()
+
+
+def test_each_attempt_records_how_it_ran_in_config_yaml(tmp_path):
+    """A run resumed on another device (or without compile) says so: config.yaml is rewritten by each
+    attempt; only volatile keys can differ, check_store refuses anything else."""
+    from types import SimpleNamespace
+
+    from superconv.results import RunDir
+    from superconv.session import open_store
+
+    store = RunDir(tmp_path / "run")
+    open_store(SimpleNamespace(store=store, c={"seed": 0, "train": {"device": "cuda", "compile": True}}), None)
+    assert store.read_config()["train"] == {"device": "cuda", "compile": True}
+    open_store(SimpleNamespace(store=store, c={"seed": 0, "train": {"device": "cpu", "compile": False}}), None)
+    assert store.read_config()["train"] == {"device": "cpu", "compile": False}

@@ -228,8 +228,9 @@ def open_store(s: Setup, resume: dict | None) -> None:
     """Create the run directory and make metrics.csv consistent with the checkpoint (if any)."""
     store = s.store
     store.path.mkdir(parents=True, exist_ok=True)
-    if store.read_config() is None:
-        store.write_config(s.c)
+    # Every attempt rewrites it: check_store has made sure only volatile keys (device, threads, compile,
+    # paths...) can differ from a stored one, and those should say how the attempt that finishes ran.
+    store.write_config(s.c)
     if resume is not None:
         truncate_metrics(store.metrics, resume["iteration"])
         print(f"superconv: resuming {store.path} at iteration {resume['iteration']}", file=sys.stderr)
