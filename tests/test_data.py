@@ -1,4 +1,4 @@
-"""Tests for superconv.data. Uses only synthetic data written by the tests (no real CIFAR needed)."""
+"""Tests for superconv.data and superconv.sampling. Uses only synthetic data written by the tests (no real CIFAR needed)."""
 
 import builtins
 import hashlib
@@ -12,15 +12,8 @@ import pytest
 import torch
 
 import superconv.data as data
-from superconv.data import (
-    Augment,
-    BatchOrder,
-    DataError,
-    load_dataset,
-    resolve_data_dir,
-    stratified_indices,
-    write_synthetic,
-)
+from superconv.data import DataError, load_dataset, resolve_data_dir, write_synthetic
+from superconv.sampling import Augment, BatchOrder, stratified_indices
 
 torch.set_num_threads(2)
 

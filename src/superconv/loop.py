@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import checkpoint
-from .data import Augment, BatchOrder
+from .sampling import Augment, BatchOrder
 from .optim import set_hparams
 from .results import MetricsWriter, RunDir
 from .schedules import Schedule

@@ -21,11 +21,12 @@ import torch
 
 from . import checkpoint
 from .config import ConfigError, identity, validate
-from .data import Augment, BatchOrder, DataError, Split, load_dataset, stratified_indices
+from .data import DataError, Split, load_dataset
 from .loop import Parts
 from .models.resnet import build_resnet
 from .optim import build_optimizer
 from .results import RunDir, StoreError, truncate_metrics
+from .sampling import Augment, BatchOrder, stratified_indices
 from .schedules import Schedule, build_schedule
 
 USER_ERRORS = (ConfigError, DataError, StoreError, checkpoint.CheckpointError)
