@@ -3,11 +3,8 @@ SHELL := /bin/bash
 PY ?= .venv/bin/python
 SCALE ?= smoke
 SWEEP_SCALE ?= paper
-# glibc hands large activation buffers back to the OS every step; keeping them is up to 3x faster at
-# batch >= 256 on CPU (measured on the 2-core development machine).
-export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
-export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
-export MALLOC_TOP_PAD_ ?= 1073741824
+# glibc's allocator settings for CPU training (keep freed activation buffers) are applied from inside
+# the process by superconv.allocator, so direct `python -m superconv.train` runs and SLURM jobs get them too.
 
 .DEFAULT_GOAL := help
 .PHONY: help install test smoke train data figures bench plan reproduce aggregate sweep-fraction sweep-batch sweep-weight-decay sweep-dropout clean

@@ -19,7 +19,8 @@ per-channel normalization), one after the other:
   precision and memory format; `superconv.conv_ceiling`): an upper bound on any implementation of the
   step with these kernels, printed as the ratio no path could beat here.
 
-Warm-up steps (worker start, cuDNN autotuning, compilation) are not timed; each measurement runs at
+On CPU both paths run under the allocator settings of `superconv.allocator` (applied before either
+allocates; the tutorial loop gains nothing from them at batch 128, the project ~14%). Warm-up steps (worker start, cuDNN autotuning, compilation) are not timed; each measurement runs at
 least `--min-steps` steps and `--min-seconds`. Also printed: FLOPs per image (forward + backward, by
 torch.utils.flop_counter: convolutions and matmuls) and the fraction of the machine's matmul rate
 (measured here, in the dtype the path computes in) that the path achieves. One JSON line per
@@ -224,19 +225,23 @@ def hardware(device: torch.device) -> dict:
 
     import torchvision
 
-    env = {k: os.environ[k] for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
-           if k in os.environ}
+    from . import allocator
+
     return {"device": describe_device(device), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
             "python_version": platform.python_version(), "hostname": platform.node(), "git_sha": git_sha(),
-            "malloc_env": env}
+            "allocator": allocator.describe()}
 
 
 def run(args) -> list[dict]:
     from .session import pick_device
 
+    from .allocator import keep_freed_memory
+
     device = pick_device(args.device)
     _check_data(args)
+    if device.type == "cpu":  # before either path allocates: both run under the same allocator settings
+        keep_freed_memory()
     hw = hardware(device)
     rates = {"fp32": matmul_rate(device, torch.float32)}
     if device.type == "cuda" or args.precision == "bf16":

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint
+from .allocator import keep_freed_memory
 from .config import ConfigError, identity, validate
 from .data import DataError, Split, load_dataset
 from .loop import Parts
@@ -177,6 +178,8 @@ def prepare(c: dict, *, iterations: int, schedule_cfg: Mapping) -> Setup:
         torch.set_num_threads(tr["threads"])
     torch.use_deterministic_algorithms(bool(tr["deterministic"]))
     device = pick_device(tr["device"])
+    if device.type == "cpu":  # activations stay in the heap between steps (see superconv.allocator)
+        keep_freed_memory()
     if device.type == "cuda":  # cuDNN picks the fastest conv algorithms for the (fixed) batch shape
         torch.backends.cudnn.benchmark = not tr["deterministic"]
     amp_dtype = pick_precision(tr["precision"], device)
