@@ -24,7 +24,7 @@ help: ## list the targets
 install: .venv/.installed ## create .venv and install the package with its test extras (idempotent)
 	@echo "installed into .venv"
 
-test: install ## run the test suite (about 4 minutes on 2 cores; tests marked slow are left out)
+test: install ## run the test suite (about 7 minutes on 2 cores; tests marked slow are left out)
 	$(PY) -m pytest -q
 
 smoke: install ## a scale=smoke run on synthetic data (seconds); output under outputs/
@@ -38,7 +38,7 @@ REFERENCE ?= $(wildcard ../shared/reference/author_logs)
 figures: install ## rebuild every figure and paper_figures/REPORT.md from results/ (seconds; trains nothing)
 	$(PY) -m paper_figures $(if $(REFERENCE),--reference $(REFERENCE))
 
-bench: install ## training images/s: this project's path vs a tutorial DataLoader+PIL loop, appended to results/bench/ (~10 min on 2 cores; needs `make data`)
+bench: install ## training images/s: this project's path, a tutorial DataLoader+PIL loop and the convolutions alone (an upper bound), appended to results/bench/ (~8 min on 2 cores; needs `make data`)
 	$(PY) -m superconv.bench $(ARGS)
 
 plan: install ## the runs `make reproduce SCALE=...` would launch, how many are done, their cost
