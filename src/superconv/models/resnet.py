@@ -97,7 +97,7 @@ class BasicBlock(nn.Module):
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         # In place: BN's backward needs its input, not its output, so the ReLU may overwrite it: two
-        # activation-sized buffers less per block (speed: within the 2-core CPU's +-5% noise).
+        # activation-sized buffers less per block (speed: within the 2-core CPU's run-to-run noise).
         out = F.relu_(self.bn1(self.conv1(x)))
         return self.bn2(self.conv2(out))
 
