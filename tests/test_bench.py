@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from superconv.bench import flops_per_image, time_steps
-from superconv.conv_ceiling import conv_flops, conv_only_step, conv_shapes
+from superconv.conv_ceiling import conv_only_step, conv_shapes
 from superconv.models.resnet import build_resnet
 from superconv.data import write_synthetic
 
@@ -80,13 +80,20 @@ def test_time_steps_runs_warmup_then_at_least_min_steps():
 
 @pytest.mark.parametrize("depth", [8, 56])
 def test_conv_ceiling_covers_every_convolution_of_the_step(depth):
-    """The bound times all of the step's convolution work: its FLOPs are the flop counter's for the whole
-    step (forward + backward) but for the FC layer's few thousand."""
-    layers = conv_shapes(build_resnet(depth, "paper"), batch=4)
+    """The bound does all of the step's convolution work: torch's flop counter finds the same FLOPs in
+    it as in the whole training step (forward + backward), but for the FC layer's few thousand."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_resnet(depth, "paper")
+    layers = conv_shapes(model, batch=4)
     assert len(layers) == depth - 1  # stem + 2 per basic block
     assert layers[0][1] == (4, 3, 32, 32) and layers[-1][1][2:] == (8, 8)
-    total = flops_per_image(depth) * 4
-    assert total - 3 * 2 * 4 * 64 * 10 == pytest.approx(conv_flops(layers), rel=1e-9)
+    assert model.training  # conv_shapes leaves the model's mode as it found it
+    step = conv_only_step(model, 4, torch.device("cpu"), torch.float32)
+    with FlopCounterMode(display=False) as counter:
+        step(0)
+    fc = 3 * 2 * 64 * 10  # forward, input and weight gradients of the 64->10 matmul, per image
+    assert counter.get_total_flops() == pytest.approx((flops_per_image(depth) - fc) * 4, rel=1e-9)
 
 
 def test_conv_only_step_runs_each_layer_once_with_its_gradients(monkeypatch):

@@ -25,27 +25,15 @@ def conv_shapes(model: torch.nn.Module, batch: int, image_size: int = 32) -> lis
     seen: list[tuple[torch.nn.Conv2d, tuple]] = []
     hooks = [m.register_forward_hook(lambda mod, inp, out: seen.append((mod, tuple(inp[0].shape))))
              for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    was_training = model.training
     try:
         with torch.no_grad():
             model.eval()(torch.zeros(batch, 3, image_size, image_size))
     finally:
+        model.train(was_training)
         for h in hooks:
             h.remove()
     return seen
-
-
-def conv_flops(layers: list[tuple[torch.nn.Conv2d, tuple]]) -> float:
-    """FLOPs of one step's convolutions: forward, weight gradient, and input gradient except the first
-    layer's (its input is the data, which needs none), as torch's flop counter counts them."""
-    total = 0.0
-    for i, (conv, shape) in enumerate(layers):
-        n, _, h, w = shape
-        kh, kw = conv.kernel_size
-        oh = (h + 2 * conv.padding[0] - kh) // conv.stride[0] + 1
-        ow = (w + 2 * conv.padding[1] - kw) // conv.stride[1] + 1
-        forward = 2.0 * n * oh * ow * conv.out_channels * conv.in_channels * kh * kw // conv.groups
-        total += forward * (2 if i == 0 else 3)
-    return total
 
 
 def conv_only_step(model: torch.nn.Module, batch: int, device: torch.device,
