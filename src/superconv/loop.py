@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import checkpoint
-from .sampling import Augment, BatchOrder
 from .optim import set_hparams
 from .results import MetricsWriter, RunDir
+from .sampling import Augment, BatchOrder
 from .schedules import Schedule
 
 
