@@ -28,9 +28,13 @@ def _bench(*args, cwd):
                           cwd=cwd, timeout=600)
 
 
-def test_bench_measures_both_paths_and_appends_records(synthetic, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_bench_measures_both_paths_and_appends_records(synthetic, tmp_path, precision):
+    """Both resolutions of `precision=auto` are forced, so the test is the same on CPUs with and without
+    bf16 instructions (bf16 is only slower without them)."""
     args = ["--dataset", "synthetic", "--data-dir", str(synthetic), "--depths", "8", "--batches", "16",
-            "--warmup", "1", "--min-steps", "2", "--min-seconds", "0", "--device", "cpu", "--out", "out"]
+            "--warmup", "1", "--min-steps", "2", "--min-seconds", "0", "--device", "cpu",
+            "--precision", precision, "--out", "out"]
     proc = _bench(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "ResNet-8 batch 16: project" in proc.stdout and "ratio" in proc.stdout
@@ -46,14 +50,38 @@ def test_bench_measures_both_paths_and_appends_records(synthetic, tmp_path):
     # forward + backward of ResNet-8 (paper variant): ~3x its ~14.7 MFLOP forward pass
     assert 3.5e7 < project["flops_per_image"] < 5.5e7
     assert 0 < project["matmul_fraction"] < 1
+    assert project["precision"] == convs["precision"] == precision and reference["precision"] == "fp32"
     for key in ("device", "torch_version", "git_sha", "hostname", "command", "utc"):
         assert project[key], key
     # the convolutions alone: a bound, with its ratio to the reference printed and stored
     assert convs["ratio_to_reference"] == pytest.approx(convs["images_per_s"] / reference["images_per_s"], rel=1e-2)
-    assert "its convolutions alone (fp32)" in proc.stdout and f"{convs['ratio_to_reference']:.2f}x" in proc.stdout
+    assert f"its convolutions alone ({precision})" in proc.stdout
+    assert f"{convs['ratio_to_reference']:.2f}x" in proc.stdout
+    # the project's share of that bound: stored and printed
+    assert project["bound_share"] == pytest.approx(project["images_per_s"] / convs["images_per_s"], rel=1e-3)
+    assert f"project at {project['bound_share']:.1%} of its convolutions-alone bound" in proc.stdout
     # a second bench appends, never overwrites
     assert _bench(*args[:-2], "--paths", "project", "--out", "out", cwd=tmp_path).returncode == 0
     assert len((tmp_path / "out" / "bench.jsonl").read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_each_path_is_divided_by_the_matmul_rate_of_its_own_precision(synthetic, tmp_path, monkeypatch, precision):
+    """A bf16 path divided by the fp32 matmul rate reported "340% of the matmul rate": every precision a
+    record names must have been measured, and its fraction computed against that rate."""
+    from superconv import bench
+
+    fake = {torch.float32: 1.0e12, torch.bfloat16: 4.0e12}  # FLOP/s; distinct, so a mix-up shows
+    monkeypatch.setattr(bench, "matmul_rate", lambda device, dtype: fake[dtype])
+    args = bench.parse(["--dataset", "synthetic", "--data-dir", str(synthetic), "--depths", "8", "--batches",
+                        "16", "--warmup", "0", "--min-steps", "1", "--min-seconds", "0", "--device", "cpu",
+                        "--precision", precision, "--paths", "project", "convs", "--out", str(tmp_path)])
+    records = bench.run(args)
+    assert [r["precision"] for r in records] == [precision, precision]
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    for r in records:
+        assert r["matmul_tflops"] == fake[dtype] / 1e12
+        assert r["matmul_fraction"] == pytest.approx(r["achieved_tflops"] * 1e12 / fake[dtype], rel=1e-2)
 
 
 def test_missing_data_is_one_line_and_writes_nothing(tmp_path):
@@ -106,3 +134,15 @@ def test_conv_only_step_runs_each_layer_once_with_its_gradients(monkeypatch):
     # no input gradient for the first layer (the data), all for the other six; the paper variant's
     # convolutions have biases (Caffe's default), so their gradient is part of the work
     assert calls == [[False, True, True]] + [[True, True, True]] * 6
+
+
+@pytest.mark.parametrize("has_bf16, expected", [(True, torch.bfloat16), (False, None)])
+def test_auto_precision_follows_the_cpu_bf16_instructions(monkeypatch, has_bf16, expected):
+    """`auto` on a CPU: bf16 autocast only with bf16 instructions (emulated bf16 is ~10x slower); both
+    answers are forced, whatever this machine has. Explicit choices ignore the CPU."""
+    from superconv import session
+
+    monkeypatch.setattr(session, "cpu_has_native_bf16", lambda: has_bf16)
+    cpu = torch.device("cpu")
+    assert session.pick_precision("auto", cpu) == expected
+    assert session.pick_precision("bf16", cpu) == torch.bfloat16 and session.pick_precision("fp32", cpu) is None

@@ -213,6 +213,19 @@ def convs_step(depth: int, batch: int, args, device: torch.device) -> tuple[Call
     return step, info
 
 
+def precisions_measured(args, device: torch.device) -> dict[str, torch.dtype]:
+    """The dtypes whose matmul rate the bench needs: the reference's fp32 and whatever the project and
+    convs paths resolve `--precision` to here. A path's FLOP rate is only ever divided by the matmul rate
+    of the dtype it computes in (dividing a bf16 path by the fp32 rate gave "340% of the matmul rate")."""
+    from .session import pick_precision
+
+    amp = pick_precision(args.precision, device)
+    out = {"fp32": torch.float32}
+    if amp == torch.bfloat16:
+        out["bf16"] = torch.bfloat16
+    return out
+
+
 def _check_data(args) -> None:
     folder = Path(args.data_dir) / ("synthetic" if args.dataset == "synthetic" else "") / "cifar-10-batches-py"
     if not (folder / "data_batch_1").is_file():
@@ -243,9 +256,7 @@ def run(args) -> list[dict]:
     if device.type == "cpu":  # before either path allocates: both run under the same allocator settings
         keep_freed_memory()
     hw = hardware(device)
-    rates = {"fp32": matmul_rate(device, torch.float32)}
-    if device.type == "cuda" or args.precision == "bf16":
-        rates["bf16"] = matmul_rate(device, torch.bfloat16)
+    rates = {name: matmul_rate(device, dtype) for name, dtype in precisions_measured(args, device).items()}
     print(f"bench: {hw['device']}; matmul " + ", ".join(f"{k} {v / 1e12:.2f} TFLOP/s" for k, v in rates.items()),
           file=sys.stderr)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -268,7 +279,7 @@ def run(args) -> list[dict]:
                         print(f"  ResNet-{depth} batch {batch} reference failed: {' '.join(str(e).split())[:200]}",
                               file=sys.stderr)
                         continue
-                    rate = rates.get(info["precision"], rates["fp32"])
+                    rate = rates[info["precision"]]  # every precision a path reports was measured above
                     achieved = timing["images_per_s"] * flops
                     rec = {"utc": stamp, "path": path, "depth": depth, "batch": batch, **info, **timing,
                            "warmup_steps": args.warmup, "flops_per_image": flops,
@@ -284,6 +295,7 @@ def run(args) -> list[dict]:
                     del step
                 if "reference" in cell:
                     _print_ratios(cell, depth, batch, flops)
+                _print_bound_share(cell, depth, batch)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "bench.jsonl", "a") as f:  # one write at the end: an interrupted bench adds nothing
@@ -307,6 +319,17 @@ def _print_ratios(cell: dict, depth: int, batch: int, flops: float) -> None:
         print(f"ResNet-{depth} batch {batch}: its convolutions alone ({c['precision']}) run at "
               f"{c['images_per_s']:.1f} img/s: no implementation with these kernels can exceed "
               f"{c['ratio_to_reference']:.2f}x the reference here")
+
+
+def _print_bound_share(cell: dict, depth: int, batch: int) -> None:
+    """The project's share of its convolutions-alone bound: the figure that travels between machines
+    (the ratio to the tutorial loop depends on the CPU's fp32 and bf16 rates)."""
+    if "project" in cell and "convs" in cell:
+        share = cell["project"]["images_per_s"] / cell["convs"]["images_per_s"]
+        cell["project"]["bound_share"] = round(share, 4)
+        print(f"ResNet-{depth} batch {batch}: project at {share:.1%} of its convolutions-alone bound "
+              f"({cell['project']['images_per_s']:.1f} of {cell['convs']['images_per_s']:.1f} img/s, "
+              f"{cell['project']['precision']})")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
