@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python -m paper_figures", *(argv if argv is not None else sys.argv[1:])])
     report = Path(args.report)
     report.parent.mkdir(parents=True, exist_ok=True)
-    build_report(summaries, reference, sorted(p for p in written if p.suffix == ".png"), report, command)
+    build_report(summaries, reference, sorted(p for p in written if p.suffix == ".png"), report, command, runs)
     print(f"paper_figures: {len(written)} files in {out}, report {report}", file=sys.stderr)
     return 0
 

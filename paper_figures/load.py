@@ -30,8 +30,8 @@ import pandas as pd
 
 from superconv.results import METRIC_COLUMNS, RunDir, StoreError, read_metrics
 
-__all__ = ["FACTORS", "RUN_COLUMNS", "SUMMARY_COLUMNS", "SCALE_ORDER", "UNKNOWN_SCALE", "load_runs", "load_summaries",
-           "find_run_dirs", "scale_labels", "scales_in"]
+__all__ = ["FACTORS", "PROTOCOL_KEYS", "RUN_COLUMNS", "SUMMARY_COLUMNS", "SCALE_ORDER", "UNKNOWN_SCALE", "load_runs",
+           "load_summaries", "find_run_dirs", "scale_labels", "scales_in"]
 
 # factor column -> path in config.yaml
 FACTORS: dict[str, tuple[str, ...]] = {
@@ -54,11 +54,19 @@ FACTORS: dict[str, tuple[str, ...]] = {
     "scale": ("scale_name",),
 }
 METRICS = [("momentum_t" if c == "momentum" else c) for c in METRIC_COLUMNS]
+# Protocol keys, in summaries only: runs made before they existed lack them (paper_figures.judging.LEGACY says
+# what such a run computed); the report never pools runs whose protocol differs.
+PROTOCOL_KEYS: dict[str, tuple[str, ...]] = {
+    "bn_group": ("model", "bn_group"),
+    "bn_stats": ("model", "bn_stats"),
+    "dropout_at": ("model", "dropout_at"),
+    "protocol_version": ("protocol_version",),
+}
 RUN_LEVEL = ["experiment", "run", "status", "job_type", *FACTORS]
 RUN_COLUMNS = RUN_LEVEL + METRICS
 SUMMARY_KEYS = ["final_test_acc", "best_test_acc", "final_test_loss", "iterations_run", "images_seen",
                 "wall_s", "train_s", "images_per_s", "device", "precision", "git_sha", "command"]
-SUMMARY_COLUMNS = RUN_LEVEL + SUMMARY_KEYS
+SUMMARY_COLUMNS = RUN_LEVEL + list(PROTOCOL_KEYS) + SUMMARY_KEYS
 SCALE_ORDER = ("paper", "mini", "smoke")  # most faithful first; other names follow, sorted
 UNKNOWN_SCALE = "unknown"  # a run whose config names no scale
 
@@ -178,6 +186,7 @@ def load_summaries(results_dir: str | os.PathLike) -> pd.DataFrame:
             continue
         cfg, summary = read
         row = _run_level(rd, cfg, summary)
+        row.update({name: _get(cfg or {}, keys) for name, keys in PROTOCOL_KEYS.items()})
         summary = summary or {}
         for k in SUMMARY_KEYS:
             row[k] = summary.get("iterations" if k == "iterations_run" else k)

@@ -3,22 +3,24 @@
     python -m paper_figures.report results --reference ../shared/reference/author_logs \
         --figures paper_figures/figures --out paper_figures/REPORT.md
 
-`build_report(summaries, reference, figures, out_path, command)` writes `paper_figures/REPORT.md` from
-`paper_figures.load.load_summaries(results)` alone (nothing is trained, nothing typed in): one table per
-claim of docs/PAPER.md §2 (`CLAIMS`), with the verdict decided by `judge(claim, summaries)`.
+`build_report(summaries, reference, figures, out_path, command, runs=runs)` writes `paper_figures/REPORT.md`
+from `paper_figures.load.load_summaries(results)` and `load_runs(results)` alone (nothing is trained, nothing
+typed in): one table per claim of docs/PAPER.md §2 (`CLAIMS`), with the verdict decided by
+`judge(claim, summaries)`, whose rules are the pure functions of `paper_figures.judging`.
 
 Why it is written the way it is:
-- Every number in the report comes from a results summary or an author log: the "author re-run"
-  column is `reference[stem].final_test_acc`, never a typed-in value; without a reference folder it
-  shows "-". The paper column is the only text typed in (it is what the paper printed).
-- Only runs with status "completed" (and a final accuracy) are accuracy numbers. A diverged run is a
-  result too, but a failure, not an accuracy: it is counted and shown beside the mean ("1 diverged"),
-  a group whose runs all diverged loses its comparison, and a diverged run on the side the claim
-  favours caps the verdict at "partly". Unfinished runs (no DONE) never count; the cell says they exist.
-- Runs of different scales (`paper`: ResNet-56, the paper's lengths, a GPU; `mini`: ResNet-20, a few
-  hundred iterations) are never pooled: `judge` splits a claim's runs by scale and judges each scale on its
-  own (`Verdict.scales`); the report then shows one table and one verdict per scale, and the summary the
-  verdict of each scale ("paper: not run yet; mini: reproduced"). With one scale the report is unchanged.
+- Every number in the report comes from a results summary, a run's metrics or an author log: the "author
+  re-run" column is `reference[stem].final_test_acc`, never a typed-in value; without a reference folder it
+  shows "-". The paper column is the only text typed in (it is what the paper printed). Each scale's network,
+  batch, lengths, epochs, precision and hardware are described from its runs' config and summary.
+- Only runs with status "completed" (and a final accuracy) are accuracy numbers. A diverged run is a result
+  too, but a failure, not an accuracy: it is counted and shown beside the mean ("1 diverged"), a group
+  whose runs all diverged loses its comparison, and a diverged run on the side the claim favours caps the
+  verdict at "partly". Unfinished runs (no DONE) never count; the cell says they exist.
+- Runs of different scales or protocols are never pooled: `judge` splits a claim's runs by scale and, within
+  a scale, by protocol (precision, BatchNorm rule, protocol version: `by_setting`) and judges each on its own
+  (`Verdict.scales`); the report then shows one table and one verdict per setting, and the summary the verdict
+  of each ("paper: not run yet; mini: indicative (n=1)"). With one setting the report has no sub-sections.
 - The report is deterministic (no timestamps, everything sorted, fixed number formats) and rewritten
   only when its text changed, so `make figures` leaves it byte-identical and its mtime unchanged.
 """
@@ -29,6 +31,7 @@ import argparse
 import math
 import os
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,19 +40,21 @@ import numpy as np
 import pandas as pd
 
 from .caffe_log import CaffeLog
+from .judging import (HIGH_SHARE, INCONCLUSIVE, INDICATIVE, JUDGED, MIN_CLR_EPOCHS, MIN_N, NOT_JUDGED, NOT_RUN,
+                      NOT_TESTABLE, STILL_RISING, TRAIN_IMAGES, VERDICTS, Regime, SeedSd, Side, combine, compare,
+                      epochs, high_share, protocol_of, range_case, range_run, regime_gap, seed_sd)
 from .load import scale_labels, scales_in
 from .style import _write_if_changed
 
-__all__ = ["Claim", "Group", "Ref", "Verdict", "CLAIMS", "VERDICTS", "NOISE_PP", "judge", "by_scale", "build_report",
-           "render_report", "main"]
+__all__ = ["Claim", "Group", "Ref", "Verdict", "CLAIMS", "VERDICTS", "judge", "by_scale", "by_setting",
+           "attach_curves", "build_report", "render_report", "main"]
 
-NOISE_PP = 0.5  # percentage points: the noise floor when a group has fewer than 2 finished runs
-REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_RUN = "reproduced", "partly", "not reproduced", "not run yet"
-INCONCLUSIVE, NOT_JUDGED = "inconclusive", "not judged automatically"
-VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_RUN, INCONCLUSIVE, NOT_JUDGED)
 KINDS = ("better", "not_better", "range", "qualitative", "out_of_scope")
-RANGE_OK, RANGE_BAD, RANGE_NONE = ("stays_high",), ("collapses", "diverged"), ("never_learns",)
-LABEL_COL, PEAK_COL, PEAK_LR_COL = "range_test/verdict/label", "range_test/verdict/peak_acc", "range_test/verdict/peak_lr"
+VERDICT_COL = "range_test/verdict/"
+LABEL_COL, PEAK_COL, PEAK_LR_COL = VERDICT_COL + "label", VERDICT_COL + "peak_acc", VERDICT_COL + "peak_lr"
+MAX_LR_COL, TOL_COL = VERDICT_COL + "max_lr_tested", VERDICT_COL + "tolerance"
+SHARE_COL, FROM_LR_COL = "curve/high_share", "curve/high_from_lr"  # added by attach_curves from metrics.csv
+TOLERANCE = 0.2  # a range test's tolerance when its summary has none: superconv.range_analysis.verdict's default
 
 Where = tuple[tuple[str, object], ...]
 
@@ -93,27 +98,34 @@ class Claim:
     refs: tuple[Ref, ...] = ()
     figure: str | None = None  # figure stem (paper_figures/figures/<stem>.png) to look at
     rule: str = ""  # the claim's own rule, in words
+    regime: Regime | None = None  # the least its runs must do for the claim to be testable at a scale
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """A claim's verdict. When its runs span several scales, `scales` holds the verdict of each scale, judged
-    on that scale's runs alone, and `label` / `detail` only sum those up (label: combined like sub-cases;
-    detail: "scale: label (detail)" per scale); `cases` is then empty. The report shows the per-scale ones."""
+    """A claim's verdict. When its runs span several settings (scales, or protocols within a scale: `by_setting`),
+    `scales` holds the verdict of each, judged on its runs alone, and `label` / `detail` only sum those up
+    (label: combined like sub-cases; detail: "setting: label (detail)" each); `cases` is then empty. The report
+    shows the per-setting ones."""
 
     label: str  # one of VERDICTS
     detail: str
     cases: tuple[tuple[str, str, str], ...] = ()  # (sub-case, label, detail) for split / range claims
-    scales: tuple[tuple[str, "Verdict"], ...] = ()  # (scale, verdict) when the runs span several scales
+    scales: tuple[tuple[str, "Verdict"], ...] = ()  # (setting, verdict) when the runs span several settings
 
 
 CLR, PC = _w(schedule="clr"), _w(schedule="multistep")
 MAX, MIN = "@max", "@min"
+# CLR vs PC-LR at 1/8 of the budget: only testable where the CLR run is long enough to converge at all.
+BUDGET = Regime(MIN_CLR_EPOCHS, "the claim is that 1/8 of PC-LR's budget is enough for CLR to converge (the "
+                "paper's CLR runs train 40 to 200 epochs); a run this short ends long before it could, so the comparison "
+                "would measure how far each run got")
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("fig1a_clr_vs_pclr", "Fig 1a", "CLR 0.1-3 for 10k iterations beats PC-LR 0.35 for 80k iterations",
           "92.4 vs 91.2", "better", ("fig1a",), a=Group("CLR", CLR), b=Group("PC-LR", PC),
-          refs=(Ref(CLR, "92.4", "clr3SS5kFig1a"), Ref(PC, "91.2", "lr35Fig1a")), figure="fig1a_clr_vs_pclr"),
+          refs=(Ref(CLR, "92.4", "clr3SS5kFig1a"), Ref(PC, "91.2", "lr35Fig1a")), figure="fig1a_clr_vs_pclr",
+          regime=BUDGET),
     Claim("fig1a_curve", "Fig 1a", "CLR test accuracy stays ~65-80% while the LR is high, then rises to the "
           "end: 85.6 @9k, 90.5 @9.5k, 92.4 @10k", "65-80% at high LR; 85.6 / 90.5 / 92.4", "qualitative",
           ("fig1a",), where=CLR, refs=(Ref(CLR, "92.4 @10k", "clr3SS5kFig1a"),), figure="fig1a_clr_vs_pclr",
@@ -126,7 +138,7 @@ CLAIMS: tuple[Claim, ...] = (
                      for f, k, pc, pp in ((0.8, 40, "91.1", "89.1"), (0.6, 30, "89.6", "85.7"),
                                           (0.4, 20, "87.9", "82.7"), (0.2, 10, "80.6", "71.4"))
                      for s, p, stem in (("clr", pc, "clr3SS5k"), ("multistep", pp, "lr35"))),
-          figure="sweep_fraction"),
+          figure="sweep_fraction", regime=BUDGET),
     Claim("table1_maxlr", "Table 1", "The cycle's maximum LR can be large: the largest max LR tested (paper "
           "3.5) does at least as well as the smallest (paper 1.0)", "3.5/3/2.5/2/1.5/1: 92.1/92.4/92.3/91.7/90.9/91.3",
           "better", ("table1_maxlr",), where=CLR, a=Group("largest max LR", _w(max_lr=MAX)),
@@ -164,7 +176,8 @@ CLAIMS: tuple[Claim, ...] = (
           refs=(Ref(_w(schedule="clr", depth=20), "90.4", "clr3SS5kRes20Tab1"),
                 Ref(_w(schedule="multistep", depth=20), "88.6", "lr35Res20Fig6b"),
                 Ref(_w(schedule="clr", depth=110), "92.1", "clr3SS5kRes110Tab1"),
-                Ref(_w(schedule="multistep", depth=110), "91.0", "lr35Res110Fig6b")), figure="fig6b_depth"),
+                Ref(_w(schedule="multistep", depth=110), "91.0", "lr35Res110Fig6b")), figure="fig6b_depth",
+          regime=BUDGET),
     Claim("fig7a_cifar100_range", "Fig 7a", "CIFAR-100 LR range test 0 -> 3: accuracy stays high",
           "stays high", "range", ("range_fig7a_cifar100",), split="experiment",
           refs=(Ref(_w(experiment="range_fig7a_cifar100"), "stays high", "range3Cifar100kFig8"),),
@@ -172,11 +185,12 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("fig7b_cifar100", "Fig 7b", "CIFAR-100: CLR beats PC-LR", "68.6 vs 59.8", "better", ("fig7b_cifar100",),
           a=Group("CLR", CLR), b=Group("PC-LR", PC),
           refs=(Ref(CLR, "68.6", "clr3SS5kCifar100Fig8"), Ref(PC, "59.8", "lr35Cifar100Fig8")),
-          figure="fig7b_cifar100"),
+          figure="fig7b_cifar100", regime=BUDGET),
     Claim("fig8_nesterov", "Fig 8", "With Nesterov momentum, CLR (10k it) beats PC-LR (80k it)", "92.1 vs 90.9",
           "better", ("fig8b_optimizers",), where=_w(optimizer="sgd", nesterov=True),
           a=Group("CLR + Nesterov", CLR), b=Group("PC-LR + Nesterov", PC),
-          refs=(Ref(CLR, "92.1", "clr3SS5kNestFig9"), Ref(PC, "90.9", "lr35NestFig9")), figure="fig8b_optimizers"),
+          refs=(Ref(CLR, "92.1", "clr3SS5kNestFig9"), Ref(PC, "90.9", "lr35NestFig9")), figure="fig8b_optimizers",
+          regime=BUDGET),
     Claim("fig8_adaptive", "Fig 8", "Super-convergence with AdaDelta and AdaGrad: CLR beats PC-LR",
           "SC (CLR) vs no SC (PC-LR)", "better", ("fig8b_optimizers",), a=Group("CLR", CLR), b=Group("PC-LR", PC),
           split="optimizer", split_known_only=True,
@@ -184,11 +198,11 @@ CLAIMS: tuple[Claim, ...] = (
                 Ref(_w(schedule="multistep", optimizer="adadelta"), "no SC", "lr35AdaDeltaFig9"),
                 Ref(_w(schedule="clr", optimizer="adagrad"), "SC"),
                 Ref(_w(schedule="multistep", optimizer="adagrad"), "no SC", "lr35AdaGradFig9")),
-          figure="fig8b_optimizers"),
+          figure="fig8b_optimizers", regime=BUDGET),
     Claim("fig8_adam", "Fig 8", "No super-convergence with Adam: CLR does not beat PC-LR", "no SC with Adam",
           "not_better", ("fig8b_optimizers",), where=_w(optimizer="adam"), a=Group("CLR + Adam", CLR),
           b=Group("PC-LR + Adam", PC), refs=(Ref(CLR, "no SC"), Ref(PC, "no SC", "lr35AdamFig9")),
-          figure="fig8b_optimizers"),
+          figure="fig8b_optimizers", regime=BUDGET),
     Claim("fig9a_batch", "Fig 9a / Table 5", "Larger total batches do better: the largest batch tested beats the "
           "smallest (paper: 256 is clearly worst)", "1536/1000/512/256: 92.1/92.4/91.7/89.5", "better",
           ("fig9a_batch",), where=CLR, a=Group("largest batch", _w(batch_size=MAX)),
@@ -320,88 +334,58 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
-def _compare(claim: Claim, a: pd.DataFrame, b: pd.DataFrame) -> tuple[str, str]:
-    """(label, detail) of one comparison of group A against group B (rows of the pool)."""
-    fa, fb, da, db = _finished(a), _finished(b), _diverged(a), _diverged(b)
-    la, lb = claim.a.label, claim.b.label
-    if (fa.empty and da.empty) or (fb.empty and db.empty):
-        missing = [g for g, f, d in ((la, fa, da), (lb, fb, db)) if f.empty and d.empty]
-        return NOT_RUN, f"no finished run of {' and '.join(missing)}"
-    better = claim.kind == "better"
-    if fa.empty and fb.empty:
-        return INCONCLUSIVE, f"every run of both groups diverged ({len(da)} + {len(db)})"
-    if fa.empty:  # A only diverged, B finished: A is the worse side
-        return (NOT_REPRODUCED if better else REPRODUCED), f"every {la} run diverged ({len(da)}); {lb} finished"
-    if fb.empty:
-        label = REPRODUCED if better else NOT_REPRODUCED
-        detail = f"every {lb} run diverged ({len(db)}); {la} finished"
-        if better and len(da):
-            label, detail = PARTLY, detail + f", but {len(da)} {la} run(s) diverged"
-        return label, detail
-    va, vb = 100 * fa["final_test_acc"].to_numpy(float), 100 * fb["final_test_acc"].to_numpy(float)
-    na, nb = len(va), len(vb)
-    diff = float(va.mean() - vb.mean())
-    if na >= 2 and nb >= 2:
-        noise = math.sqrt(((na - 1) * va.var(ddof=1) + (nb - 1) * vb.var(ddof=1)) / (na + nb - 2))
-        noise_txt = f"pooled sd {noise:.2f} pp"
-    else:
-        noise, noise_txt = NOISE_PP, f"noise floor {NOISE_PP:.2f} pp (n < 2)"
-    detail = f"{la} - {lb} = {diff:+.2f} pp, {noise_txt}, n = {na} vs {nb}"
-    capped = False
-    if better:
-        if diff > noise:
-            label = REPRODUCED
-        elif diff > 0:
-            label, detail = PARTLY, detail + ": right direction, within the noise"
-        else:
-            label = NOT_REPRODUCED
-            detail += (": no difference" if diff == 0 else
-                       ": opposite direction" + (", beyond the noise" if -diff > noise else ", within the noise"))
-        if len(da) and label == REPRODUCED:
-            label, capped = PARTLY, True
-    else:
-        label = NOT_REPRODUCED if diff > noise else REPRODUCED
-        detail += ": " + ("a gain beyond the noise" if diff > noise else "no gain beyond the noise")
-    if len(da):
-        detail += f"; {len(da)} {la} run(s) diverged"
-    if len(db):
-        detail += f"; {len(db)} {lb} run(s) diverged"
-    if capped:
-        detail += f" (a diverged {la} run caps the verdict at partly)"
-    return label, detail
+def _counted(df: pd.DataFrame) -> pd.DataFrame:
+    """Runs that ended: finished with an accuracy, or diverged (the runs a verdict counts)."""
+    return df if df.empty else df[~df.index.isin(_unfinished(df).index)]
+
+
+def _side(label: str, rows: pd.DataFrame) -> Side:
+    fin = _finished(rows)
+    accs = () if fin.empty else tuple(100 * fin["final_test_acc"].to_numpy(float))
+    return Side(label, accs, len(_diverged(rows)))
+
+
+def _compare(claim: Claim, a: pd.DataFrame, b: pd.DataFrame, scale_sd: SeedSd | None) -> tuple[str, str]:
+    """(label, detail) of one comparison of group A against group B (rows of the pool): `judging.compare`."""
+    return compare(_side(claim.a.label, a), _side(claim.b.label, b), better=claim.kind == "better",
+                   scale_sd=scale_sd)
+
+
+def _run_epochs(rows: pd.DataFrame) -> list[float | None]:
+    """Epochs of its training subset each row's run trains, from its config (`judging.epochs`)."""
+    return [epochs(r.get("iterations"), r.get("batch_size"), r.get("dataset"), r.get("fraction"))
+            for _, r in rows.iterrows()]
+
+
+def _num(v) -> float | None:
+    """A cell as a finite float; None for a missing cell (None or NaN: a column some runs lack) or text."""
+    x = float(pd.to_numeric(v, errors="coerce"))
+    return x if math.isfinite(x) else None
 
 
 def _range_case(rows: pd.DataFrame) -> tuple[str, str]:
-    """(label, detail) of one range-test experiment from its runs' verdict labels."""
+    """(label, detail) of one range-test experiment from its runs' stored verdicts and, when `attach_curves`
+    read them, their curves (`judging.range_run`, `judging.range_case`)."""
     done = rows if rows.empty else rows[rows["status"].isin(["completed", "diverged"])]
-    labels = [] if done.empty or LABEL_COL not in done else [x for x in done[LABEL_COL].tolist() if isinstance(x, str)]
-    if not labels:
-        return NOT_RUN, "no finished accuracy-mode range test with a verdict"
-    counts = ", ".join(f"{k} x{labels.count(k)}" for k in sorted(set(labels)))
-    ok = sum(x in RANGE_OK for x in labels)
-    bad = sum(x in RANGE_BAD for x in labels)
-    if ok and not bad:
-        return REPRODUCED, counts
-    if bad and not ok:
-        return NOT_REPRODUCED, counts
-    if ok and bad:
-        return PARTLY, counts + " (runs disagree)"
-    return INCONCLUSIVE, counts + " (the network never learned: no verdict on super-convergence)"
+    outcomes = []
+    for _, r in ([] if done.empty or LABEL_COL not in done else done.sort_values("run").iterrows()):
+        if not isinstance(r.get(LABEL_COL), str):
+            continue
+        tol = _num(r.get(TOL_COL))
+        outcomes.append(range_run(r[LABEL_COL], _num(r.get(PEAK_LR_COL)), _num(r.get(MAX_LR_COL)),
+                                  _num(r.get(SHARE_COL)), _num(r.get(FROM_LR_COL)), TOLERANCE if tol is None else tol))
+    return range_case(outcomes)
 
 
 def _combine(cases: list[tuple[str, str, str]]) -> tuple[str, str]:
-    judged = [c for c in cases if c[1] in (REPRODUCED, PARTLY, NOT_REPRODUCED)]
-    if not judged:
-        if any(c[1] == INCONCLUSIVE for c in cases):
-            return INCONCLUSIVE, "no sub-case could be judged"
+    judged = [c for c in cases if c[1] in JUDGED]
+    if not judged and not any(c[1] != NOT_RUN for c in cases):
         return NOT_RUN, "no sub-case has results"
-    labels = {c[1] for c in judged}
-    label = labels.pop() if len(labels) == 1 else PARTLY
     by = {}
     for case, lab, _ in cases:
         by.setdefault(lab, []).append(case)
     detail = "; ".join(f"{lab}: {', '.join(by[lab])}" for lab in VERDICTS if lab in by)
-    return label, f"{detail} ({len(judged)} of {len(cases)} sub-cases judged)"
+    return combine([c[1] for c in cases]), f"{detail} ({len(judged)} of {len(cases)} sub-cases judged)"
 
 
 def _fmt_value(v) -> str:
@@ -446,36 +430,60 @@ def by_scale(pool: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [(s, pool[(labels == s).to_numpy()]) for s in scales_in(pool)]
 
 
-def _combine_scales(per: Sequence[tuple[str, Verdict]]) -> tuple[str, str]:
-    """One label summing up per-scale verdicts (never their numbers): the judged scales' label when they agree,
-    partly when they differ; else inconclusive / not judged / not run yet."""
-    labels = [v.label for _, v in per]
-    judged = [x for x in labels if x in (REPRODUCED, PARTLY, NOT_REPRODUCED)]
-    if judged:
-        label = judged[0] if len(set(judged)) == 1 else PARTLY
-    else:
-        label = next((x for x in (INCONCLUSIVE, NOT_JUDGED) if x in labels), NOT_RUN)
-    return label, "; ".join(f"{s}: {v.label} ({v.detail})" for s, v in per)
+def by_setting(pool: pd.DataFrame, store: pd.DataFrame | None = None) -> list[tuple[str, str, pd.DataFrame]]:
+    """(name, scale, rows): `pool` split by scale, then by protocol (`judging.protocol_of`: precision, BN rule,
+    protocol version), so runs that computed differently are never pooled or compared. The name is the scale
+    alone when the scale's runs in `store` (default: `pool`) share one protocol, else "scale (protocol)": the
+    same setting has the same name in every claim."""
+    out = []
+    for scale, part in by_scale(pool):
+        keys = _protocol_keys(part)
+        ref = part if store is None else dict(by_scale(store)).get(scale, part)
+        named = len(set(_protocol_keys(ref)) | set(keys)) > 1
+        for p in sorted(set(keys), key=lambda p: p.sort_key()):
+            out.append((f"{scale} ({p.text()})" if named else scale, scale,
+                        part[[k == p for k in keys]] if named else part))
+    return out
+
+
+def _protocol_keys(rows: pd.DataFrame) -> list:
+    """`protocol_of` each row; a run without a summary (unfinished: its precision is not known yet) takes the
+    protocol of the finished runs its config matches, when exactly one does, so it is listed beside them."""
+    keys = [protocol_of(r) for _, r in rows.iterrows()]
+    known = {k for k in keys if k.precision != "unknown"}
+    out = []
+    for k in keys:
+        same = [p for p in known if (p.bn_stats, p.bn_group, p.version, p.dropout_at)
+                == (k.bn_stats, k.bn_group, k.version, k.dropout_at)]
+        out.append(same[0] if k.precision == "unknown" and len(same) == 1 else k)
+    return out
+
+
+def _scale_sds(summaries: pd.DataFrame) -> dict[str, SeedSd | None]:
+    """The seed sd of every scale, each from all of that scale's runs in the store (`judging.seed_sd`)."""
+    return {s: seed_sd(part, s) for s, part in by_scale(summaries)}
 
 
 def judge(claim: Claim, summaries: pd.DataFrame) -> Verdict:
     """The verdict on one claim from the runs in `summaries` (pure: reads nothing else). Runs of different
-    scales are never pooled: with more than one scale, each is judged alone (see `Verdict.scales`)."""
+    scales or protocols are never pooled: with more than one setting, each is judged alone (`Verdict.scales`).
+    The noise of every comparison uses the seed sd of its scale, measured over the whole of `summaries`."""
     if claim.kind == "out_of_scope":
         return Verdict(NOT_RUN, claim.rule or "out of scope")
     pool = _pool(claim, summaries)
-    parts = by_scale(pool)
+    parts = by_setting(pool, summaries)
+    sds = _scale_sds(summaries) if claim.kind in ("better", "not_better") and parts else {}
     if len(parts) > 1:
-        per = tuple((s, _judge_pool(claim, p)) for s, p in parts)
-        return Verdict(*_combine_scales(per), scales=per)
-    return _judge_pool(claim, pool)
+        per = tuple((name, _judge_pool(claim, p, sds.get(scale))) for name, scale, p in parts)
+        return Verdict(combine([v.label for _, v in per]), "; ".join(f"{s}: {v.label} ({v.detail})" for s, v in per),
+                       scales=per)
+    return _judge_pool(claim, pool, sds.get(parts[0][1]) if parts else None)
 
 
-def _judge_pool(claim: Claim, pool: pd.DataFrame) -> Verdict:
-    """The verdict from `pool` (the claim's runs, all of one scale)."""
+def _judge_pool(claim: Claim, pool: pd.DataFrame, scale_sd: SeedSd | None = None) -> Verdict:
+    """The verdict from `pool` (the claim's runs, all of one setting); `scale_sd`: the seed sd of its scale."""
     if claim.kind == "qualitative":
-        counted = pool if pool.empty else pool[~pool.index.isin(_unfinished(pool).index)]
-        if counted.empty:
+        if _counted(pool).empty:
             return Verdict(NOT_RUN, "no finished run")
         return Verdict(NOT_JUDGED, claim.rule or "qualitative claim: see the figure")
     if claim.kind == "range":
@@ -488,16 +496,46 @@ def _judge_pool(claim: Claim, pool: pd.DataFrame) -> Verdict:
     cases = []
     for case in _cases(claim, pool):
         ra, rb = case["a"], case["b"]
+        if claim.regime is not None:
+            side, group = (ra, claim.a) if claim.regime.side == "a" else (rb, claim.b)
+            rows = _counted(_select(pool, side)) if side is not None else pool.iloc[0:0]
+            gap = regime_gap(group.label, _run_epochs(rows), claim.regime)
+            if gap is not None:
+                cases.append((case["label"], NOT_TESTABLE, gap))
+                continue
         if ra is None or rb is None:
-            counted = len(pool) - len(_unfinished(pool))
+            counted = len(_counted(pool))
             why = (f"fewer than two values of {claim.sweep} run" if claim.sweep is not None and counted
                    else f"no finished run of both {claim.a.label} and {claim.b.label}")
             cases.append((case["label"], NOT_RUN, why))
             continue
-        cases.append((case["label"], *_compare(claim, _select(pool, ra), _select(pool, rb))))
+        cases.append((case["label"], *_compare(claim, _select(pool, ra), _select(pool, rb), scale_sd)))
     if claim.split is None:
         return Verdict(cases[0][1], cases[0][2], tuple(cases))
     return Verdict(*_combine(cases), tuple(cases))
+
+
+def attach_curves(summaries: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
+    """`summaries` with, for every accuracy-mode range test with a verdict, how much of its LR range its test
+    accuracy was high (`SHARE_COL`, `FROM_LR_COL`: `judging.high_share` with the run's own tolerance), read from
+    its metrics in `runs` (`load_runs`). A still-rising range test needs them; without `runs` it is judged
+    "inconclusive: still rising" whatever its curve."""
+    if runs is None or runs.empty or summaries.empty or LABEL_COL not in summaries:
+        return summaries
+    out = summaries.copy()
+    out[SHARE_COL], out[FROM_LR_COL] = np.nan, np.nan
+    evals = runs.dropna(subset=["test/acc", "lr"])
+    curves = {k: g for k, g in evals.groupby(["experiment", "run"], sort=False)}
+    for i, r in out.iterrows():
+        curve = curves.get((r["experiment"], r["run"]))
+        if not isinstance(r.get(LABEL_COL), str) or curve is None:
+            continue
+        tol = _num(r.get(TOL_COL))
+        curve = curve.sort_values("iteration")
+        share, from_lr = high_share(curve["lr"].to_numpy(float), curve["test/acc"].to_numpy(float),
+                                    TOLERANCE if tol is None else tol)
+        out.loc[i, SHARE_COL], out.loc[i, FROM_LR_COL] = share, from_lr
+    return out
 
 
 # ------------------------------------------------------------------------------ table cells
@@ -520,16 +558,32 @@ def _col(df: pd.DataFrame, c: str) -> list:
     return df[c].tolist() if c in df else []
 
 
+def _epochs_text(df: pd.DataFrame) -> str:
+    """ "0.768 epochs" / "0.384-3.84 epochs" from the runs' config (`judging.epochs`); "" when unknown."""
+    e = [x for x in _run_epochs(df) if x is not None]
+    if not e:
+        return ""
+    lo, hi = f"{min(e):.3g}", f"{max(e):.3g}"
+    return f"{lo} epochs" if lo == hi else f"{lo}-{hi} epochs"
+
+
+def _protocols_text(df: pd.DataFrame) -> str:
+    """The runs' protocols (precision, BatchNorm rule, protocol version: `judging.Protocol.text`)."""
+    return "/".join(sorted({protocol_of(r).text() for _, r in df.iterrows()})) or "?"
+
+
 def _protocol(df: pd.DataFrame) -> str:
-    """scale; network, data, batch, iterations; hardware, from the runs' own columns."""
+    """scale; network, data, batch, iterations (epochs); precision and BN; hardware, from the runs' own columns."""
     net = f"ResNet-{_join(_col(df, 'depth'))} {_join(_col(df, 'variant'))}"
     data = _join(_col(df, "dataset"))
     fr = [f for f in _col(df, "fraction") if not pd.isna(f) and not _same(f, 1.0)]
     if fr:
         data += f" x{_join(fr)}"
     aug = _join(_col(df, "augment"))
+    ep = _epochs_text(df)
     return (f"{_join(_col(df, 'scale'))}; {net}, {data} (aug {aug}), batch {_join(_col(df, 'batch_size'))}, "
-            f"{_iters(_col(df, 'iterations'))} it; {_join(_col(df, 'device'))}")
+            f"{_iters(_col(df, 'iterations'))} it{f' = {ep}' if ep else ''}; {_protocols_text(df)}; "
+            f"{_join(_col(df, 'device'))}")
 
 
 def _ours(rows: pd.DataFrame, *, range_test: bool = False) -> str:
@@ -620,65 +674,141 @@ def _table(claim: Claim, verdict: Verdict, pool: pd.DataFrame, reference) -> lis
 
 
 # ------------------------------------------------------------------------------ the report
-RULES = f"""\
-- **Finished runs only.** A run counts as an accuracy number only when it finished (status `completed`,
-  a DONE file and a final test accuracy). Unfinished runs are never counted (the cell says how many exist).
-  A **diverged** run is a result but not an accuracy: it is shown beside the mean ("1 diverged"); a group
-  whose runs all diverged counts as the worse side of its comparison; a diverged run on the side the
-  claim favours caps "reproduced" at "partly".
-- **Ours** = mean ± sd of the final test accuracy over the finished runs (seeds) of a group, in %, n runs,
-  then the scale, the protocol (network, data, batch, iterations) and the hardware, read from the runs.
-- **"A beats B" claims** (CLR vs PC-LR, and the sweeps judged as one value against another): d = mean(A) -
-  mean(B) in percentage points; noise = the pooled sd of the two groups when both have n >= 2, else
-  {NOISE_PP:.2f} pp. **reproduced** if d > noise; **partly** if 0 < d <= noise (right direction, within the
-  noise); **not reproduced** if d <= 0 (opposite direction or no difference; the cell says whether beyond the
-  noise); **not run yet** if either group has no finished or diverged run. "@max"/"@min" sides (largest vs
-  smallest batch, max LR, run length) take the largest / smallest value actually run.
-- **"A does not beat B" claims** (Adam): reproduced if d <= noise, not reproduced if d > noise.
-- **Claims judged per sub-case** (training-set fraction, depth, optimizer, range-test length): each
-  sub-case is judged alone; the claim is **reproduced** / **not reproduced** if every judged sub-case is,
-  **partly** if they differ; sub-cases without results are listed as not run yet and do not count.
-- **Range tests** ("accuracy remains consistently high"): the run's own verdict
-  (`superconv.range_analysis.verdict`, stored in its summary): **reproduced** if `stays_high`,
-  **not reproduced** if `collapses` or `diverged`, **partly** only when several runs disagree,
-  **inconclusive** if `never_learns` (the network never learned, so the test says nothing), **not run yet**
-  if no accuracy-mode range test with a verdict exists.
-- **Qualitative claims** (curve shapes, loss curves) are **not judged automatically**: our numbers are
-  shown and the figure is named; read it. Out-of-scope claims say **not run yet**.
-- The paper column is the number the paper printed; the author re-run column is the final test accuracy of
-  the author's own Caffe log (`Results/` of the official repository), read from the log, "-" without one.
-"""
+def _bullets(items: Sequence[str]) -> str:
+    """Markdown bullets, each wrapped at 110 columns (the rules are written as one line per bullet so that the
+    thresholds filled into them never leave ragged lines). Never breaks around an operator: a continuation
+    line starting with ">=" or "- " would turn into a quote or a nested bullet."""
+    glue = "\x00"
 
-CAVEATS = """\
+    def wrap(text: str) -> str:
+        text = " ".join(text.split())
+        for op in (">=", "<=", ">", "-", "+", "x", "/"):
+            text = text.replace(f" {op} ", f"{glue}{op}{glue}")
+        return textwrap.fill(text, 110, initial_indent="- ", subsequent_indent="  ").replace(glue, " ")
+
+    return "\n".join(wrap(i) for i in items) + "\n"
+
+
+def _rules(claims: Sequence[Claim]) -> str:
+    """The verdict rules, in words, with the thresholds of `paper_figures.judging` filled in."""
+    budget = ", ".join(sorted({c.artifact for c in claims if c.regime is BUDGET}, key=str))
+    sizes = " and ".join(f"{k} {v:,}" for k, v in sorted(TRAIN_IMAGES.items()))
+    return _bullets([
+        """**Finished runs only.** A run counts as an accuracy number only when it finished (status `completed`, a
+        DONE file and a final test accuracy). Unfinished runs are never counted (the cell says how many exist). A
+        **diverged** run is a result but not an accuracy: it is shown beside the mean ("1 diverged"); a group whose
+        runs all diverged counts as the worse side of its comparison; a diverged run on the side the claim favours
+        caps "reproduced" at "partly".""",
+        """**Ours** = mean ± sd of the final test accuracy over the finished runs (seeds) of a group, in %, n runs,
+        then the scale, the protocol (network, data, batch, iterations and the epochs they make, precision,
+        BatchNorm rule) and the hardware, read from the runs' config.yaml and summary.json.""",
+        f"""**Evidence.** "reproduced" and "not reproduced" need at least {MIN_N} runs that ended (finished, or
+        diverged) on each side of a comparison, and at least {MIN_N} judged runs of a range test. With fewer the
+        verdict is **{INDICATIVE}**: the cell still says which way the difference went and whether it exceeds the
+        noise, but one run is not evidence.""",
+        f"""**Noise.** The noise of a comparison is the larger of (a) the pooled sd of its two groups (over those
+        with n >= 2) and (b) the seed sd of its scale: the finished runs of that scale that differ only in their
+        seed (same factors, job and protocol; the same configuration and seed run by several experiments counts
+        once) form groups, and every group with >= 2 seeds contributes, pooled as sqrt(sum (n_i - 1) s_i^2 / sum
+        (n_i - 1)). Each scale's seed sd is listed under Scales. No noise measurable (n=1 and no group of seeds at
+        the scale): **{INDICATIVE}**.""",
+        """**"A beats B" claims** (CLR vs PC-LR, and the sweeps judged as one value against another): d = mean(A) -
+        mean(B) in percentage points. **reproduced** if d > noise; **partly** if 0 < d <= noise (right direction,
+        within the noise); **not reproduced** if d <= 0 (opposite direction or no difference; the cell says whether
+        beyond the noise); **not run yet** if either group has no finished or diverged run. "@max"/"@min" sides
+        (largest vs smallest batch, max LR, run length) take the largest / smallest value actually run.""",
+        """**"A does not beat B" claims** (Adam): reproduced if d <= noise, not reproduced if d > noise.""",
+        f"""**Regimes.** "CLR with 1/8 of PC-LR's budget beats PC-LR" ({budget}) is only testable with CLR runs of
+        at least {MIN_CLR_EPOCHS:g} epochs of their own training set (iterations x batch / (training images x
+        fraction); {sizes} training images). Where a setting's CLR runs are shorter the claim is
+        **{NOT_TESTABLE}**, with the reason; the runs are still shown.""",
+        """**Claims judged per sub-case** (training-set fraction, depth, optimizer, range-test length): each
+        sub-case is judged alone; the claim is **reproduced** / **not reproduced** if every judged sub-case is,
+        **partly** if they differ; with no judged sub-case it says what the sub-cases say (indicative, then
+        inconclusive, not testable, not run yet); sub-cases without results are listed as not run yet.""",
+        f"""**Range tests** ("accuracy remains consistently high"): each run's own verdict
+        (`superconv.range_analysis.verdict`, stored in its summary): `stays_high` counts as staying high,
+        `collapses` or `diverged` as not. A `stays_high` run whose highest accuracy is at the last LR tested is
+        **still rising**: nothing says what a larger LR would do. It counts as staying high only if its test
+        accuracy (the verdict's running median) was at or above (1 - tolerance) x its peak (the verdict's
+        tolerance, 20% by default) at every evaluation over at least the top {HIGH_SHARE:.0%} of the tested LR
+        range, counted down from the largest LR; otherwise the case is **{STILL_RISING}**. **reproduced** if the
+        runs stay high, **not reproduced** if they collapse, **partly** when runs disagree, **{INCONCLUSIVE}** if
+        `never_learns` (the network never learned, so the test says nothing), **not run yet** if no accuracy-mode
+        range test with a verdict exists.""",
+        """**Qualitative claims** (curve shapes, loss curves) are **not judged automatically**: our numbers are
+        shown and the figure is named; read it. Out-of-scope claims say **not run yet**.""",
+        """The paper column is the number the paper printed; the author re-run column is the final test accuracy
+        of the author's own Caffe log (`Results/` of the official repository), read from the log, "-" without
+        one.""",
+    ])
+
+
+CAVEATS = f"""\
 - Our CIFAR-10 is a development copy rebuilt from JPEG-compressed images, not the official binary files; the
   compression costs a few points of test accuracy, so compare directions and gaps, not absolute values.
-- Runs at `mini` (ResNet-20, batch 128, ~1k iterations on CPU) or `smoke` scale (synthetic data, a few
-  iterations: plumbing only) are about the direction of an effect, not the paper's absolute numbers; only
-  `paper` scale runs the paper's iteration counts and batch sizes.
+- Only `paper` scale runs the paper's iteration counts and batch sizes; the network, batch, lengths and epochs
+  of every scale are listed under Scales, read from its runs. Smaller scales are about the direction of an
+  effect, not the paper's absolute numbers.
 - The paper used Caffe on 8 GPUs with a total batch of 1000; hardware, batch and BN momentum change the
   outcome (docs/PAPER.md §3: independent reproductions disagree). The hardware of each run is in its cell.
-- A verdict from one seed per group uses a fixed noise floor of {noise:.2f} pp; more seeds give a real sd.
-""".format(noise=NOISE_PP)
+- Runs of protocol v1 (nn.BatchNorm2d statistics over the whole batch, PyTorch's un-corrected running
+  averages) do not compute BatchNorm as the author's Caffe did (statistics per GPU, bias-corrected running
+  averages); every cell names its runs' protocol and precision, and no verdict mixes protocols.
+- A comparison with fewer than {MIN_N} runs on a side is only indicative; more seeds turn it into a verdict.
+"""
 
 
 SCALE_RULE = """\
-- **Scales are judged separately.** Runs of different scales (`paper`: the paper's network, lengths and
-  batch on a GPU; `mini`: ResNet-20 and a few hundred iterations; `smoke`: plumbing only) are never averaged
-  together or compared with each other: a claim whose runs span several scales gets one table and one
-  verdict per scale, and the summary lists the verdict of each scale.
+- **Scales and protocols are judged separately.** Runs of different scales (their network, lengths and
+  hardware are under Scales) or, within a scale, of different protocols (precision, BatchNorm statistics and
+  running averages, protocol version) are never averaged together or compared with each other: a claim whose
+  runs span several such settings gets one table and one verdict per setting, and the summary lists the
+  verdict of each.
 """
 
 
+def _scale_lines(summaries: pd.DataFrame) -> list[str]:
+    """One paragraph per scale of the store, every number read from its runs: runs, hardware, networks, per
+    schedule the batch sizes, iterations and epochs, the protocols, and the seed sd the verdicts use."""
+    if summaries.empty:
+        return ["No runs yet."]
+    out = []
+    sds = _scale_sds(summaries)
+    for scale, part in by_scale(summaries):
+        nets = ", ".join(f"ResNet-{_join([d])} {_join(_col(g, 'variant'))}"
+                         for d, g in part.groupby("depth", sort=True)) if "depth" in part else "?"
+        sched = []
+        for name, g in part.groupby(part["schedule"].astype(str) if "schedule" in part else [""] * len(part),
+                                    sort=True):
+            ep = _epochs_text(g)
+            sched.append(f"{name}: batch {_join(_col(g, 'batch_size'))}, {_iters(_col(g, 'iterations'))} it"
+                         + (f" = {ep}" if ep else " (epochs unknown: no known training-set size)"))
+        protos = {}
+        for _, r in part.iterrows():
+            t = protocol_of(r).text()
+            protos[t] = protos.get(t, 0) + 1
+        sd = sds.get(scale)
+        sd_text = (f"{sd.sd:.2f} pp, from {sd.groups} configuration{'s' if sd.groups != 1 else ''} run with >= 2 "
+                   f"seeds ({sd.df} degrees of freedom)" if sd is not None
+                   else "not measurable (no configuration finished with 2 seeds)")
+        out.append(f"- **{scale}**: {len(part)} run{'s' if len(part) != 1 else ''} on {_join(_col(part, 'device'))}; "
+                   f"{nets}; {'; '.join(sched)}. Protocols: "
+                   + ", ".join(f"{t} ({n} run{'s' if n != 1 else ''})" for t, n in sorted(protos.items()))
+                   + f". Seed sd: {sd_text}.")
+    return out
+
+
 def _summary_cell(claim: Claim, v: Verdict, summaries: pd.DataFrame, several: bool) -> str:
-    """The summary's verdict cell: the verdict of each scale ("paper: not run yet; mini: reproduced") when the
-    claim's runs span several scales; "mini: reproduced" when the store holds several scales but this claim's
-    runs one; else the bare label."""
+    """The summary's verdict cell: the verdict of each setting ("paper: not run yet; mini: reproduced") when the
+    claim's runs span several; "mini: reproduced" when the store holds several settings but this claim's runs
+    one; else the bare label."""
     if v.scales:
         return "; ".join(f"{s}: {sv.label}" for s, sv in v.scales)
     if several and claim.kind != "out_of_scope":
-        scales = scales_in(_pool(claim, summaries))
-        if len(scales) == 1:
-            return f"{scales[0]}: {v.label}"
+        names = [n for n, _, _ in by_setting(_pool(claim, summaries), summaries)]
+        if len(names) == 1:
+            return f"{names[0]}: {v.label}"
     return v.label
 
 
@@ -690,28 +820,33 @@ def _rel(fig: Path, base: Path) -> str:
 
 
 def render_report(summaries: pd.DataFrame, reference: Mapping[str, CaffeLog] | None, figures: Sequence[Path],
-                  out_dir: Path, command: str) -> str:
-    """The report's text (pure); `build_report` writes it."""
+                  out_dir: Path, command: str, runs: pd.DataFrame | None = None) -> str:
+    """The report's text (pure); `build_report` writes it. `runs` (`load_runs`, optional): the metrics, from
+    which a still-rising range test's curve is read (`attach_curves`)."""
     summaries = summaries if summaries is not None else pd.DataFrame(columns=["experiment", "status"])
+    summaries = attach_curves(summaries, runs)
     verdicts = [(c, judge(c, summaries)) for c in CLAIMS]
     store_scales = scales_in(summaries)
-    several = len(store_scales) > 1  # then every summary verdict names its scale
+    several = len(by_setting(summaries)) > 1  # then every summary verdict names its setting
     out = ["# Reproduction report: Super-Convergence (Smith & Topin, arXiv 1708.07120)", "",
            "Generated by `paper_figures/report.py` from the results store and the author's logs; do not edit by "
            "hand. Regenerate with:", "", "```", command, "```", ""]
     n = len(summaries)
     st = summaries["status"].value_counts().to_dict() if n and "status" in summaries else {}
-    scale_counts = scale_labels(summaries).value_counts().to_dict() if several else {}
+    scale_counts = scale_labels(summaries).value_counts().to_dict()
     out.append(f"Runs read: {n} ({', '.join(f'{k} {st[k]}' for k in sorted(st)) or 'none'}). "
                + (f"Scales: {', '.join(f'{s} {scale_counts[s]}' for s in store_scales)}, judged separately. "
-                  if several else "")
+                  if len(store_scales) > 1 else "")
                + (f"Author logs read: {len(reference)}." if reference is not None
                   else "No reference folder given: the author re-run column shows \"-\"."))
     out += ["", "## Summary", "", "| claim | paper artifact | verdict |", "|---|---|---|"]
     out += [f"| [{c.id}](#{c.id}) | {_cell(c.artifact)} | {_summary_cell(c, v, summaries, several)} |"
             for c, v in verdicts]
-    out += ["", "## Verdict rules", "", RULES.rstrip() + ("\n" + SCALE_RULE.rstrip() if several else ""), "",
-            "## Claims", ""]
+    out += ["", "## Scales", "", "What each scale ran, read from its runs' config.yaml and summary.json (epochs = "
+            "iterations x batch / training images of the subset), and the seed sd its comparisons use as noise:", ""]
+    out += _scale_lines(summaries)
+    out += ["", "## Verdict rules", "", _rules(CLAIMS).rstrip() + ("\n" + SCALE_RULE.rstrip() if several else ""),
+            "", "## Claims", ""]
     for claim, v in verdicts:
         pool = _pool(claim, summaries)
         out += [f"### {claim.id}", "", f"**{claim.artifact}**: {claim.text}. Paper: {claim.paper}."]
@@ -725,16 +860,17 @@ def render_report(summaries: pd.DataFrame, reference: Mapping[str, CaffeLog] | N
         if claim.figure:
             extra.append(f"figure `{claim.figure}`")
         if v.scales:
-            extra.append(f"runs at {len(v.scales)} scales ({', '.join(s for s, _ in v.scales)}), each judged on "
-                         "its own runs: never pooled or compared across scales")
+            extra.append(f"runs in {len(v.scales)} settings ({'; '.join(s for s, _ in v.scales)}), each judged on "
+                         "its own runs: never pooled or compared across scales or protocols")
         if extra:
             out += ["", "Ours: " + "; ".join(extra) + "."]
         if not v.scales:
             out += [""] + _table(claim, v, pool, reference) + [""]
             continue
         out.append("")
-        for (scale, sv), (_, part) in zip(v.scales, by_scale(pool)):
-            out += [f"#### {claim.id} at {scale} scale", ""] + _table(claim, sv, part, reference) + [""]
+        for (name, sv), (_, scale, part) in zip(v.scales, by_setting(pool, summaries)):
+            title = f"{scale} scale" + name[len(scale):]
+            out += [f"#### {claim.id} at {title}", ""] + _table(claim, sv, part, reference) + [""]
     known = {e for c in CLAIMS for e in c.experiments}
     others = sorted(set(summaries["experiment"].dropna().astype(str)) - known) if n and "experiment" in summaries else []
     if others:
@@ -753,17 +889,17 @@ def render_report(summaries: pd.DataFrame, reference: Mapping[str, CaffeLog] | N
 
 
 def build_report(summaries: pd.DataFrame, reference: dict[str, CaffeLog] | None, figures: list[Path],
-                 out_path: Path, command: str) -> str:
+                 out_path: Path, command: str, runs: pd.DataFrame | None = None) -> str:
     """Write the report to `out_path` (only when its text changed, so the mtime stays); return the text."""
     out_path = Path(out_path)
-    text = render_report(summaries, reference, figures, out_path.parent, command)
+    text = render_report(summaries, reference, figures, out_path.parent, command, runs)
     _write_if_changed(out_path, text.encode("utf-8"))
     return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .caffe_log import read_reference_dir
-    from .load import load_summaries
+    from .load import load_runs, load_summaries
 
     p = argparse.ArgumentParser(prog="python -m paper_figures.report", description=__doc__.splitlines()[0])
     p.add_argument("results", type=Path, help="results folder (results/)")
@@ -776,7 +912,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(["python -m paper_figures.report", str(args.results)]
                        + ([f"--reference {args.reference}"] if args.reference else [])
                        + [f"--figures {args.figures}", f"--out {args.out}"])
-    build_report(load_summaries(args.results), reference, figures, args.out, command)
+    build_report(load_summaries(args.results), reference, figures, args.out, command, load_runs(args.results))
     print(f"paper_figures: wrote {args.out}", file=sys.stderr)
     return 0
 
