@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from superconv.models.batchnorm import BN_TYPES, GroupBatchNorm2d
 from superconv.models.resnet import build_resnet
 
 torch.set_num_threads(2)
@@ -171,11 +172,14 @@ def test_no_dropout_module_when_zero(variant):
 
 
 @pytest.mark.parametrize("variant", ["paper", "standard"])
-def test_bn_momentum_everywhere(variant):
-    model = build_resnet(20, variant, bn_momentum=0.05)
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+@pytest.mark.parametrize("stats, group, kind", [("caffe", None, GroupBatchNorm2d), ("caffe", 125, GroupBatchNorm2d),
+                                               ("torch", 125, GroupBatchNorm2d), ("torch", None, nn.BatchNorm2d)])
+def test_bn_settings_everywhere(variant, stats, group, kind):
+    model = build_resnet(20, variant, bn_momentum=0.05, bn_stats=stats, bn_group=group)
+    bns = [m for m in model.modules() if isinstance(m, BN_TYPES)]
     assert len(bns) == 1 + 2 * 9  # stem + 2 per block, 9 blocks
-    assert all(m.momentum == 0.05 for m in bns)
+    assert all(type(m) is kind and m.momentum == 0.05 for m in bns)
+    assert all(getattr(m, "group", None) == group and getattr(m, "stats", "torch") == stats for m in bns)
 
 
 def test_conv_biases():
@@ -191,7 +195,7 @@ def test_init(variant):
     torch.manual_seed(0)
     model = build_resnet(56, variant)
     for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
+        if isinstance(m, BN_TYPES):
             assert torch.equal(m.weight, torch.ones_like(m.weight))
             assert torch.equal(m.bias, torch.zeros_like(m.bias))
         elif isinstance(m, nn.Conv2d) and m.bias is not None:

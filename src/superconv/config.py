@@ -44,7 +44,24 @@ def bn_scaled(momentum, factor) -> float:
     return min(1.0, round(1.0 - (1.0 - m) ** (1.0 / f), 6))
 
 
+def per_replica(batch_size, replicas) -> int:
+    """`${per_replica:${train.batch_size},${train.replicas}}`: the images each replica's BN normalises over.
+
+    The author trained on 8 GPUs; Caffe's multi-GPU solver reduces gradients, not BN statistics, so each
+    GPU's BN layers saw only its own batch_size / 8 images (125 of 1000). `model.bn_group` reproduces that
+    with statistics over consecutive groups of this many images of the batch.
+    """
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (batch_size, replicas)):
+        return None  # not numbers: validate() names train.batch_size / train.replicas in one line
+    b, r = batch_size, replicas
+    if r < 1 or b % r:
+        raise ValueError(f"train.batch_size={b} must be a multiple of train.replicas={r} "
+                         f"(each replica normalises batch_size / replicas images)")
+    return b // r
+
+
 OmegaConf.register_new_resolver("scaled", scaled, replace=True)
+OmegaConf.register_new_resolver("per_replica", per_replica, replace=True)
 OmegaConf.register_new_resolver("bn_scaled", bn_scaled, replace=True)
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -130,7 +147,8 @@ def _choice(cfg: Mapping, key: str, allowed: tuple[str, ...]) -> str:
 def validate(cfg: Mapping) -> None:
     """Check every user-settable value of a resolved config (a plain nested dict)."""
     _int_at_least(cfg, "seed", 0)
-    for key in ("batch_size", "iterations", "eval_every", "eval_batch_size", "log_every", "checkpoint_every"):
+    for key in ("batch_size", "replicas", "iterations", "eval_every", "eval_batch_size", "log_every",
+                "checkpoint_every"):
         _int_at_least(cfg, f"train.{key}", 1)
     _choice(cfg, "train.precision", ("auto", "bf16", "fp32"))
     _choice(cfg, "train.device", ("auto", "cpu", "cuda"))
@@ -149,7 +167,8 @@ def validate(cfg: Mapping) -> None:
     # early, before data is loaded, and their ValueError becomes a ConfigError.
     m = cfg["model"]
     try:
-        check_args(m["depth"], m["variant"], 10, m["dropout"], m["bn_momentum"])
+        check_args(m["depth"], m["variant"], 10, m["dropout"], m["bn_momentum"], m["dropout_at"], m["bn_stats"],
+                   m["bn_group"])
         check_cfg(cfg["optim"])
         build_schedule(cfg["schedule"], cfg["train"]["iterations"], cfg["optim"]["momentum"])
     except ValueError as e:
@@ -158,8 +177,18 @@ def validate(cfg: Mapping) -> None:
     _choice(cfg, "job", ("train", "range_test"))
 
 
+# What a config without these keys computed: runs made before they existed (protocol_version 1) used
+# nn.BatchNorm2d over the whole batch with a dropout layer before the FC. Filling them in makes such a
+# run differ from a protocol-2 configuration in its identity instead of passing for one.
+LEGACY_MODEL_KEYS = {"bn_stats": "torch", "bn_group": None, "dropout_at": "fc"}
+
+
 def identity(cfg: Mapping) -> dict:
     """The part of a resolved config that decides what a run computes (see VOLATILE_KEYS)."""
+    cfg = dict(cfg)
+    cfg.setdefault("protocol_version", 1)
+    if isinstance(cfg.get("model"), Mapping):
+        cfg["model"] = {**LEGACY_MODEL_KEYS, **cfg["model"]}
     out = {}
     for key, value in cfg.items():
         if key in VOLATILE_KEYS and VOLATILE_KEYS[key] is None:

@@ -23,13 +23,15 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from .models.batchnorm import GroupBatchNorm2d
+
 __all__ = ["NAMES", "DECAY_MODES", "param_groups", "build_optimizer", "set_hparams"]
 
 NAMES = ("sgd", "adam", "adagrad", "adadelta")  # Fig 8: SGD(+Nesterov), Adam, AdaGrad, AdaDelta
 DECAY_MODES = ("paper", "weights_only")
 
 _CONV = nn.modules.conv._ConvNd  # Conv1d/2d/3d and transposed
-_BN = nn.modules.batchnorm._BatchNorm  # BatchNorm1d/2d/3d, SyncBatchNorm
+_BN = (nn.modules.batchnorm._BatchNorm, GroupBatchNorm2d)  # BatchNorm1d/2d/3d, SyncBatchNorm, Caffe's BN
 
 # (module type, parameter name) -> decayed?, per mode
 _RULES = {

@@ -111,7 +111,9 @@ def plain(cfg) -> dict:
         try:
             return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         except OmegaConfBaseException as e:
-            raise ConfigError(" ".join(str(e).split())) from None
+            # a resolver's own ValueError (per_replica, scaled) already names the key: no OmegaConf wrapper
+            msg = str(e).split("\n")[0].removeprefix("ValueError raised while resolving interpolation: ")
+            raise ConfigError(" ".join(msg.split())) from None
     return dict(cfg)
 
 
@@ -199,7 +201,8 @@ def prepare(c: dict, *, iterations: int, schedule_cfg: Mapping) -> Setup:
             test_idx = stratified_indices(split.test_y, tr["eval_subset"] / n_test, c["seed"])
         torch.manual_seed(c["seed"])  # model initialisation
         m = c["model"]
-        model = build_resnet(m["depth"], m["variant"], split.num_classes, m["dropout"], m["bn_momentum"])
+        model = build_resnet(m["depth"], m["variant"], split.num_classes, m["dropout"], m["bn_momentum"],
+                             m["dropout_at"], m["bn_stats"], m["bn_group"])
         model = model.to(device, memory_format=torch.channels_last)
         schedule = build_schedule(schedule_cfg, iterations, c["optim"]["momentum"])
         optimizer = build_optimizer(model, c["optim"], schedule.lr(0))
@@ -208,6 +211,9 @@ def prepare(c: dict, *, iterations: int, schedule_cfg: Mapping) -> Setup:
         if isinstance(e, USER_ERRORS):
             raise
         raise ConfigError(str(e)) from None
+    # The normalisation statistics come from the FULL training set, also for reduced-training-set runs: the
+    # author's Table 1 runs subtract the full set's mean file (mean.binaryproto in every log).
+    augment = Augment(c["data"]["augment"], split.train_x)
     split = Split(train_x=split.train_x[subset].to(device), train_y=split.train_y[subset].to(device),
                   test_x=split.test_x.to(device), test_y=split.test_y.to(device),
                   num_classes=split.num_classes, classes=split.classes)
@@ -217,7 +223,7 @@ def prepare(c: dict, *, iterations: int, schedule_cfg: Mapping) -> Setup:
     return Setup(c=c, store=store, device=device, amp_dtype=amp_dtype, split=split, model=model,
                  step_model=step_model, eval_x=split.test_x[test_idx.to(device)],
                  eval_y=split.test_y[test_idx.to(device)], optimizer=optimizer, schedule=schedule, order=order,
-                 augment=Augment(c["data"]["augment"], split.train_x))
+                 augment=augment)
 
 
 def load_config(cfg) -> tuple[dict, RunDir | None]:

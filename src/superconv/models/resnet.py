@@ -28,11 +28,15 @@
     for convs, Caffe-style Xavier uniform for the FC), our choice, so that the two
     variants differ only in their architecture.
 
-BatchNorm everywhere is ``nn.BatchNorm2d(momentum=bn_momentum)`` in the PyTorch
-convention: running = (1 - momentum) * running + momentum * batch. Caffe's
-``moving_average_fraction`` f corresponds to ``momentum = 1 - f``: the paper's CLR
-runs used 0.95 (``bn_momentum=0.05``), its PC-LR runs 0.999 (``bn_momentum=0.001``).
-Caffe's BN eps is 1e-5, PyTorch's default.
+BatchNorm (``superconv.models.batchnorm``): ``bn_stats="caffe"`` is Caffe's BatchNormLayer (bias-corrected
+running sums; the paper protocol), ``"torch"`` nn.BatchNorm2d's running average; ``bn_group`` images per
+statistics group (the author's per-GPU 125 of 1000), None for the whole batch. ``bn_momentum`` is in the
+PyTorch convention, 1 - Caffe's ``moving_average_fraction``: the paper's CLR runs used 0.95
+(``bn_momentum=0.05``), its PC-LR runs 0.999 (``bn_momentum=0.001``). eps 1e-5 as Caffe's.
+
+Dropout (``dropout`` > 0) sits where ``dropout_at`` says: ``"fc"``, one layer between the pool and the
+FC (our placement, the usual one for a ResNet); ``"blocks"``, after each BN inside every block (before
+its ReLU, and before the residual add), as the author's only dropout run (lrRange3SS520kDropuoutFig10a).
 
 Parameter counts (BN scale/shift included, 10 classes): paper 224,042 / 808,682 /
 1,685,642 and standard 269,722 / 853,018 / 1,727,962 at depth 20 / 56 / 110.
@@ -46,7 +50,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .batchnorm import BN_TYPES, STATS_RULES, make_bn
+
 VARIANTS = ("paper", "standard")
+DROPOUT_PLACES = ("fc", "blocks")
 
 
 def _pad_channels(x: torch.Tensor, extra: int) -> torch.Tensor:
@@ -85,21 +92,26 @@ class BasicBlock(nn.Module):
     downsampling block only).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, bias: bool, bn_momentum: float,
-                 shortcut: nn.Module | None = None, out_pad: int = 0):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, bias: bool, bn, shortcut: nn.Module | None = None,
+                 out_pad: int = 0, dropout: float = 0.0):
         super().__init__()
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=bias)
-        self.bn1 = nn.BatchNorm2d(out_ch, momentum=bn_momentum)
+        self.bn1 = bn(out_ch)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, stride=1, padding=1, bias=bias)
-        self.bn2 = nn.BatchNorm2d(out_ch, momentum=bn_momentum)
+        self.bn2 = bn(out_ch)
         self.shortcut = shortcut if shortcut is not None else nn.Identity()
         self.out_pad = out_pad
+        # the author's dropout placement (model.dropout_at=blocks): after each BN [Fig 10a log]
+        self.drop = nn.Dropout(dropout) if dropout > 0 else None
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         # In place: BN's backward needs its input, not its output, so the ReLU may overwrite it: two
         # activation-sized buffers less per block (speed: within the 2-core CPU's run-to-run noise).
-        out = F.relu_(self.bn1(self.conv1(x)))
-        return self.bn2(self.conv2(out))
+        out = self.bn1(self.conv1(x))
+        if self.drop is not None:
+            out = self.drop(out)
+        out = self.bn2(self.conv2(F.relu_(out)))
+        return out if self.drop is None else self.drop(out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.residual(x)
@@ -111,13 +123,19 @@ class CifarResNet(nn.Module):
     """Stem, 3 stages of ``n`` basic blocks (16/32/64 channels), global average pool,
     [dropout], FC. Build it with :func:`build_resnet`."""
 
-    def __init__(self, n: int, variant: str, num_classes: int, dropout: float, bn_momentum: float):
+    def __init__(self, n: int, variant: str, num_classes: int, dropout: float, bn_momentum: float,
+                 dropout_at: str = "fc", bn_stats: str = "caffe", bn_group: int | None = None):
         super().__init__()
         bias = variant == "paper"  # the Caffe network has biases on every conv
         self.variant = variant
+
+        def bn(channels: int) -> nn.Module:
+            return make_bn(channels, bn_momentum, bn_group, bn_stats)
+
+        block_dropout = dropout if dropout_at == "blocks" else 0.0
         self.stem = nn.Sequential(
             nn.Conv2d(3, 16, 3, stride=1, padding=1, bias=bias),
-            nn.BatchNorm2d(16, momentum=bn_momentum),
+            bn(16),
             nn.ReLU(inplace=True),
         )
         stages = []
@@ -126,26 +144,25 @@ class CifarResNet(nn.Module):
             blocks = []
             for i in range(n):
                 if in_ch == width:
-                    blocks.append(BasicBlock(width, width, 1, bias, bn_momentum))
+                    blocks.append(BasicBlock(width, width, 1, bias, bn, dropout=block_dropout))
                 elif variant == "paper":
                     # Unusual Caffe downsampling block: conv path and shortcut stay at the
                     # old width; the shortcut is a 3x3/2 average pool rounded up like Caffe
                     # (32->16, 16->8); the width is doubled AFTER add+ReLU with zeros.
                     pool = nn.AvgPool2d(3, stride=2, padding=0, ceil_mode=True)
-                    blocks.append(BasicBlock(in_ch, in_ch, 2, bias, bn_momentum,
-                                             shortcut=pool, out_pad=width - in_ch))
+                    blocks.append(BasicBlock(in_ch, in_ch, 2, bias, bn, shortcut=pool, out_pad=width - in_ch,
+                                             dropout=block_dropout))
                 else:
-                    blocks.append(BasicBlock(in_ch, width, 2, bias, bn_momentum,
-                                             shortcut=OptionAShortcut(in_ch, width)))
+                    blocks.append(BasicBlock(in_ch, width, 2, bias, bn, shortcut=OptionAShortcut(in_ch, width),
+                                             dropout=block_dropout))
                 in_ch = width
             stages.append(nn.Sequential(*blocks))
         self.stage1, self.stage2, self.stage3 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)  # = the 8x8 global average pool on 32x32 inputs
-        # Dropout (only if p > 0) sits between the pool and the FC layer, the network's
-        # only fully connected layer. The paper's Fig 9b run used dropout 0.2 without
-        # saying where; this position is our choice (the usual place for dropout in a
-        # ResNet, and it leaves the conv/BN statistics untouched).
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        # dropout_at=fc: between the pool and the FC layer, the network's only fully connected layer. The
+        # paper's Fig 9b says dropout 0.2 without saying where; this position is ours (the usual place in a
+        # ResNet, and it leaves the conv/BN statistics untouched). The author's log placement: "blocks".
+        self.dropout = nn.Dropout(dropout) if dropout > 0 and dropout_at == "fc" else None
         self.fc = nn.Linear(64, num_classes)
         self._init_weights()
 
@@ -156,7 +173,7 @@ class CifarResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
+            elif isinstance(m, BN_TYPES):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
@@ -174,7 +191,8 @@ class CifarResNet(nn.Module):
         return self.fc(x)
 
 
-def check_args(depth, variant, num_classes, dropout, bn_momentum) -> None:
+def check_args(depth, variant, num_classes, dropout, bn_momentum, dropout_at="fc", bn_stats="caffe",
+               bn_group=None) -> None:
     """Raise a one-line ValueError naming the `model.*` key of the first invalid argument."""
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6 != 0:
         raise ValueError(f"model.depth must be an integer 6n+2 with n >= 1 (20, 56, 110, ...), got {depth!r}")
@@ -187,12 +205,20 @@ def check_args(depth, variant, num_classes, dropout, bn_momentum) -> None:
     if (isinstance(bn_momentum, bool) or not isinstance(bn_momentum, (int, float))
             or not 0.0 < bn_momentum <= 1.0):
         raise ValueError(f"model.bn_momentum must be a number in (0, 1], got {bn_momentum!r}")
+    if dropout_at not in DROPOUT_PLACES:
+        raise ValueError(f"model.dropout_at must be one of {list(DROPOUT_PLACES)}, got {dropout_at!r}")
+    if bn_stats not in STATS_RULES:
+        raise ValueError(f"model.bn_stats must be one of {list(STATS_RULES)}, got {bn_stats!r}")
+    if bn_group is not None and (isinstance(bn_group, bool) or not isinstance(bn_group, int) or bn_group < 2):
+        raise ValueError(f"model.bn_group must be null (the whole batch) or an integer >= 2, got {bn_group!r}")
 
 
 def build_resnet(depth: int, variant: str = "paper", num_classes: int = 10, dropout: float = 0.0,
-                 bn_momentum: float = 0.1) -> torch.nn.Module:
+                 bn_momentum: float = 0.1, dropout_at: str = "fc", bn_stats: str = "caffe",
+                 bn_group: int | None = None) -> torch.nn.Module:
     """Build a CIFAR ResNet of ``depth`` = 6n+2 layers; input [B,3,32,32], output logits
-    [B,num_classes]. See the module docstring for the ``paper`` and ``standard`` variants.
-    ``bn_momentum`` uses the PyTorch convention (Caffe moving_average_fraction 0.95 -> 0.05)."""
-    check_args(depth, variant, num_classes, dropout, bn_momentum)
-    return CifarResNet((depth - 2) // 6, variant, num_classes, float(dropout), float(bn_momentum))
+    [B,num_classes]. See the module docstring for the ``paper`` and ``standard`` variants, BatchNorm and
+    dropout. ``bn_momentum`` uses the PyTorch convention (Caffe moving_average_fraction 0.95 -> 0.05)."""
+    check_args(depth, variant, num_classes, dropout, bn_momentum, dropout_at, bn_stats, bn_group)
+    return CifarResNet((depth - 2) // 6, variant, num_classes, float(dropout), float(bn_momentum), dropout_at,
+                       bn_stats, bn_group)

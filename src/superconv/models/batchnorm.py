@@ -1,0 +1,123 @@
+"""BatchNorm as the author's Caffe runs computed it: per-replica statistics, bias-corrected running averages.
+
+Two differences from ``nn.BatchNorm2d`` matter for reproducing the paper (``docs/PROTOCOL.md``):
+
+**Per-replica batch statistics (ghost batch norm).** Every author run trained on 8 GPUs x 125 images.
+Caffe's multi-GPU solver reduces gradients, never BN statistics, so each replica's BN layers normalised
+over its own 125 images. ``group=G`` reproduces that on one device: the batch is cut into consecutive
+groups of G images and each group is normalised with its own mean and variance. ``group=None`` (or G equal
+to the batch) is ordinary BatchNorm over the whole batch.
+
+**Caffe's running averages** (``BatchNormLayer``, ``moving_average_fraction`` f). Caffe keeps three
+blobs, the running sums S_mean and S_var and their weight W, and updates them after each training forward:
+
+    W      <- f * W + 1
+    S_mean <- f * S_mean + mean_batch
+    S_var  <- f * S_var  + m / (m - 1) * var_batch      (m = values per channel: images x H x W)
+
+and the test-time network normalises with S_mean / W and S_var / W. Before any training step (W = 0)
+Caffe would use 0 for both, which blows an untrained network's outputs up to inf; we use nn.BatchNorm2d's
+initial mean 0 / variance 1 instead (no run evaluates before its first step, so no result differs). Because of the division by W this is a bias-corrected
+exponential average: unlike PyTorch's ``running = (1 - M) running + M batch``, it never mixes in the
+initial mean 0 / variance 1, which with f = 0.999 (the PC-LR runs) stays in PyTorch's estimate for
+thousands of iterations. ``stats="torch"`` keeps PyTorch's rule (the project's protocol_version 1).
+
+**Which running statistics the test network uses.** Caffe tested with replica 0's layers, i.e. the
+running average of one group's statistics per step. Here every group's statistics enter: each step adds
+the mean over the groups of their means and of their (m/(m-1)-corrected) variances, with m the values of
+one group. That is the same expectation as replica 0's estimate (the groups are exchangeable draws of
+the same distribution) with ~1/groups of its variance, so it is equivalent or better as an estimate of
+the population statistics, and it does not depend on which images land in the first group.
+
+Parameters are the Caffe ``Scale`` layer's (``weight`` = gamma, ``bias`` = beta, as in nn.BatchNorm2d),
+so parameter counts and optimizer groups are unchanged. Running statistics are fp32 buffers (also under
+bf16 autocast) and are saved in checkpoints, ``weight_sum`` included, so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+STATS_RULES = ("caffe", "torch")
+
+
+class GroupBatchNorm2d(nn.Module):
+    """BatchNorm2d with statistics per group of ``group`` images and Caffe's or PyTorch's running averages.
+
+    ``momentum`` is in PyTorch's convention, M = 1 - Caffe's moving_average_fraction (0.05 <-> 0.95).
+    Buffers: ``caffe``: ``mean_sum``, ``var_sum`` [C], ``weight_sum`` [] (Caffe's three blobs);
+    ``torch``: ``running_mean``, ``running_var`` [C] (nn.BatchNorm2d's).
+    """
+
+    def __init__(self, num_features: int, momentum: float, group: int | None = None, stats: str = "caffe",
+                 eps: float = 1e-5):  # Caffe's BatchNorm eps default 1e-5, as PyTorch's
+        super().__init__()
+        if stats not in STATS_RULES:
+            raise ValueError(f"model.bn_stats must be one of {list(STATS_RULES)}, got {stats!r}")
+        self.num_features, self.momentum, self.group, self.stats, self.eps = num_features, momentum, group, stats, eps
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        if stats == "caffe":
+            self.register_buffer("mean_sum", torch.zeros(num_features))
+            self.register_buffer("var_sum", torch.zeros(num_features))
+            self.register_buffer("weight_sum", torch.zeros(()))
+        else:
+            self.register_buffer("running_mean", torch.zeros(num_features))
+            self.register_buffer("running_var", torch.ones(num_features))
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, momentum={self.momentum}, group={self.group}, stats={self.stats}"
+
+    def running_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean and variance the test-time network normalises with."""
+        if self.stats == "torch":
+            return self.running_mean, self.running_var
+        if self.weight_sum.item() == 0:  # untrained: nn.BatchNorm2d's initial statistics (module docstring)
+            return torch.zeros_like(self.mean_sum), torch.ones_like(self.var_sum)
+        return self.mean_sum / self.weight_sum, self.var_sum / self.weight_sum
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            mean, var = self.running_stats()
+            return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
+        n = x.shape[0]
+        g = self.group or n
+        if n % g:
+            raise ValueError(f"model.bn_group={g}: a training batch of {n} images is not a whole number of groups")
+        # Each group through the native kernel, writing its batch mean and unbiased variance into a row of
+        # (means, variances) via momentum 1. Groups are contiguous slices of the batch dimension, so they are
+        # views in both memory formats; only the concatenation copies (measured cheaper than one kernel over
+        # a permuted copy on CPU, and exact: the same kernel as nn.BatchNorm2d).
+        k = n // g
+        means = x.new_zeros((k, self.num_features), dtype=torch.float32)
+        variances = x.new_ones((k, self.num_features), dtype=torch.float32)
+        outs = [F.batch_norm(x[i * g:(i + 1) * g], means[i], variances[i], self.weight, self.bias, True, 1.0,
+                             self.eps) for i in range(k)]
+        with torch.no_grad():
+            self._accumulate(means.mean(0), variances.mean(0))
+        return outs[0] if k == 1 else torch.cat(outs)
+
+    @torch.no_grad()
+    def _accumulate(self, mean: torch.Tensor, var: torch.Tensor) -> None:
+        """One step of the running statistics; `var` is already m/(m-1)-corrected (PyTorch's kernel does it)."""
+        if self.stats == "caffe":
+            f = 1.0 - self.momentum  # moving_average_fraction
+            self.weight_sum.mul_(f).add_(1.0)
+            self.mean_sum.mul_(f).add_(mean)
+            self.var_sum.mul_(f).add_(var)
+        else:
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var, self.momentum)
+
+
+BN_TYPES = (nn.BatchNorm2d, GroupBatchNorm2d)
+
+
+def make_bn(num_features: int, momentum: float, group: int | None, stats: str) -> nn.Module:
+    """The model's BatchNorm: ``nn.BatchNorm2d`` itself for PyTorch's rule over the whole batch (the
+    protocol_version 1 network, whose checkpoints keep loading), else :class:`GroupBatchNorm2d`."""
+    if stats == "torch" and group is None:
+        return nn.BatchNorm2d(num_features, momentum=momentum)
+    return GroupBatchNorm2d(num_features, momentum, group, stats)
