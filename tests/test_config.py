@@ -41,7 +41,18 @@ def test_every_override_name_users_rely_on_exists():
                  "schedule.min_lr=0.1", "optim.momentum=0.95", "optim.weight_decay=0", "optim.nesterov=true",
                  "seed=3", "paths.data_dir=/x", "paths.results_dir=/y", "logger=wandb", "scale=mini")
     validate(c)
-    assert c["model"]["depth"] == 20  # scale=mini shrinks the depth after the model group
+    assert c["model"]["depth"] == 110  # a model chosen on the command line beats scale=mini's ResNet-20
+
+
+def test_mini_picks_resnet20_but_keeps_a_depth_an_experiment_pins():
+    assert composed("scale=mini")["model"]["depth"] == 20
+    assert composed("experiment=fig1a", "scale=mini")["model"]["depth"] == 20
+    for scale, depth, batch in (("paper", 110, 800), ("mini", 110, 256), ("smoke", 20, 32)):  # smoke: plumbing
+        c = composed("experiment=fig6b_depth", "net=resnet110", f"scale={scale}")
+        assert (c["model"]["depth"], c["train"]["batch_size"]) == (depth, batch)
+        c = composed("experiment=range_fig4b_resnet110", f"scale={scale}")
+        assert (c["model"]["depth"], c["train"]["batch_size"]) == (depth, batch)
+    assert composed("experiment=fig6b_depth", "net=resnet20")["train"]["batch_size"] == 1000
 
 
 @pytest.mark.parametrize("override,message", [
