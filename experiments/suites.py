@@ -26,11 +26,14 @@ def all_experiments() -> list[str]:
 
 
 # The mini suite: real CIFAR-10 on a 2-core CPU in about an hour (choices in conf/scale/mini.yaml). It
-# covers Fig 1a and the training-set-size sweep with 2 seeds each, one range test and the four named sweeps; every other experiment is
-# paper-scale only.
+# covers Fig 1a and the training-set-size sweep with 2 seeds each, the Fig 2b range test and its dropout twin
+# (the author's dropout protocol), and the four named sweeps; every other experiment is paper-scale only.
+# Not here on purpose: fig6b_depth and range_fig4b_* (their ResNet-110 is a real ResNet-110, ~6x a
+# ResNet-20's cost on this CPU).
 MINI = (
     Job("fig1a", ("seed=0,1",), "the main comparison, CLR 150 it vs PC-LR 1200 it, 2 seeds"),
     Job("range_fig2b_20k", (), "Smith's range test, LR 0 -> 3 over 300 iterations"),
+    Job("range_fig10a_dropout", (), "the same range test with dropout 0.2 after every BN in the blocks [log]"),
     Job("fig6a_fraction", ("data.fraction=0.4,0.2", "seed=0,1"), "training-set size, both schedules, 2 seeds (1.0 is fig1a)"),
     Job("fig9a_batch", ("train.batch_size=512,256,128",), "batch size, CLR"),
     Job("fig10b_weight_decay", ("optim.weight_decay=1e-3,1e-4,1e-5",), "weight decay, CLR"),
