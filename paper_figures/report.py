@@ -6,7 +6,8 @@
 `build_report(summaries, reference, figures, out_path, command, runs=runs)` writes `paper_figures/REPORT.md`
 from `paper_figures.load.load_summaries(results)` and `load_runs(results)` alone (nothing is trained, nothing
 typed in): one table per claim of docs/PAPER.md §2 (`CLAIMS`), with the verdict decided by
-`judge(claim, summaries)`, whose rules are the pure functions of `paper_figures.judging`.
+`judge(claim, summaries)`, whose rules are the pure functions of `paper_figures.judging`. `judge_all` gives
+every claim's verdict: the report and README.md's results table (`paper_figures.readme_table`) show the same.
 
 Why it is written the way it is:
 - Every number in the report comes from a results summary, a run's metrics or an author log: the "author
@@ -46,7 +47,7 @@ from .judging import (HIGH_SHARE, INCONCLUSIVE, INDICATIVE, JUDGED, MIN_CLR_EPOC
 from .load import scale_labels, scales_in
 from .style import _write_if_changed
 
-__all__ = ["Claim", "Group", "Ref", "Verdict", "CLAIMS", "VERDICTS", "judge", "by_scale", "by_setting",
+__all__ = ["Claim", "Group", "Ref", "Verdict", "CLAIMS", "VERDICTS", "judge", "judge_all", "by_scale", "by_setting",
            "attach_curves", "build_report", "render_report", "main"]
 
 KINDS = ("better", "not_better", "range", "qualitative", "out_of_scope")
@@ -99,6 +100,7 @@ class Claim:
     figure: str | None = None  # figure stem (paper_figures/figures/<stem>.png) to look at
     rule: str = ""  # the claim's own rule, in words
     regime: Regime | None = None  # the least its runs must do for the claim to be testable at a scale
+    headline: str = ""  # the claim in a few words: README.md's results table (paper_figures.readme_table)
 
 
 @dataclass(frozen=True)
@@ -125,11 +127,12 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("fig1a_clr_vs_pclr", "Fig 1a", "CLR 0.1-3 for 10k iterations beats PC-LR 0.35 for 80k iterations",
           "92.4 vs 91.2", "better", ("fig1a",), a=Group("CLR", CLR), b=Group("PC-LR", PC),
           refs=(Ref(CLR, "92.4", "clr3SS5kFig1a"), Ref(PC, "91.2", "lr35Fig1a")), figure="fig1a_clr_vs_pclr",
-          regime=BUDGET),
+          regime=BUDGET, headline="CLR (10k it) beats PC-LR (80k it)"),
     Claim("fig1a_curve", "Fig 1a", "CLR test accuracy stays ~65-80% while the LR is high, then rises to the "
           "end: 85.6 @9k, 90.5 @9.5k, 92.4 @10k", "65-80% at high LR; 85.6 / 90.5 / 92.4", "qualitative",
           ("fig1a",), where=CLR, refs=(Ref(CLR, "92.4 @10k", "clr3SS5kFig1a"),), figure="fig1a_clr_vs_pclr",
-          rule="curve shape: compare the CLR curve with the author's in the figure"),
+          rule="curve shape: compare the CLR curve with the author's in the figure",
+          headline="CLR accuracy stays ~65-80% at high LR, then rises"),
     Claim("table1_fraction", "Table 1 / Fig 6a", "CLR beats PC-LR on reduced training sets (40k/30k/20k/10k "
           "images = fraction 0.8/0.6/0.4/0.2); PC-LR 'has difficulties'",
           "91.1/89.6/87.9/80.6 vs 89.1/85.7/82.7/71.4", "better", ("fig6a_fraction",),
@@ -138,14 +141,14 @@ CLAIMS: tuple[Claim, ...] = (
                      for f, k, pc, pp in ((0.8, 40, "91.1", "89.1"), (0.6, 30, "89.6", "85.7"),
                                           (0.4, 20, "87.9", "82.7"), (0.2, 10, "80.6", "71.4"))
                      for s, p, stem in (("clr", pc, "clr3SS5k"), ("multistep", pp, "lr35"))),
-          figure="sweep_fraction", regime=BUDGET),
+          figure="sweep_fraction", regime=BUDGET, headline="CLR beats PC-LR on reduced training sets"),
     Claim("table1_maxlr", "Table 1", "The cycle's maximum LR can be large: the largest max LR tested (paper "
           "3.5) does at least as well as the smallest (paper 1.0)", "3.5/3/2.5/2/1.5/1: 92.1/92.4/92.3/91.7/90.9/91.3",
           "better", ("table1_maxlr",), where=CLR, a=Group("largest max LR", _w(max_lr=MAX)),
           b=Group("smallest max LR", _w(max_lr=MIN)), sweep="max_lr",
           refs=(Ref(_w(max_lr=3.5), "92.1"), Ref(_w(max_lr=3.0), "92.4", "clr3SS5kFig1a"), Ref(_w(max_lr=2.5), "92.3"),
                 Ref(_w(max_lr=2.0), "91.7"), Ref(_w(max_lr=1.5), "90.9"), Ref(_w(max_lr=1.0), "91.3")),
-          figure="table1_maxlr"),
+          figure="table1_maxlr", headline="the largest max LR does as well as the smallest"),
     Claim("table1_stepsize", "Table 1 / Fig 1b", "Longer cycles end higher, short ones still train: the longest "
           "run (stepsize 10k = 20k it) beats the shortest (stepsize 1k = 2k it)",
           "stepsize 10k/5k/4k/3k/2k/1k: 92.7/92.4/91.7/92.1/91.1/89.7", "better", ("fig1b_stepsize",),
@@ -153,23 +156,26 @@ CLAIMS: tuple[Claim, ...] = (
           sweep="iterations",
           refs=(Ref(_w(iterations=20000), "92.7"), Ref(_w(iterations=10000), "92.4", "clr3SS5kFig1a"),
                 Ref(_w(iterations=8000), "91.7"), Ref(_w(iterations=6000), "92.1"), Ref(_w(iterations=4000), "91.1"),
-                Ref(_w(iterations=2000), "89.7")), figure="fig1b_stepsize"),
+                Ref(_w(iterations=2000), "89.7")), figure="fig1b_stepsize",
+          headline="the longest cycle beats the shortest"),
     Claim("fig2b_range_test", "Fig 2b", "LR range test 0 -> 3 (5k/20k/100k it): test accuracy 'remains "
           "consistently high' up to LR 3", "~70-80% over LR 0.3-3; peaks 81.6/83.1/86.5", "range",
           ("range_fig2b_5k", "range_fig2b_20k", "range_fig2b_100k"), split="experiment",
           refs=(Ref(_w(experiment="range_fig2b_5k"), "stays high, peak 81.6", "range3Iter5kFig2b"),
                 Ref(_w(experiment="range_fig2b_20k"), "stays high, peak 83.1", "range3Iter20kFig2b"),
                 Ref(_w(experiment="range_fig2b_100k"), "stays high, peak 86.5", "range3Iter100kFig2b")),
-          figure="fig2b_range_test"),
+          figure="fig2b_range_test", headline="range-test accuracy stays high up to LR 3"),
     Claim("fig4_range_loss", "Fig 4", "In range tests (0 -> 2, ResNet-20/-110) the training loss rises while "
           "the test loss falls for LR ~0.2-2", "qualitative", "qualitative",
           ("range_fig4b_resnet20", "range_fig4b_resnet110"), split="experiment",
           refs=(Ref(_w(experiment="range_fig4b_resnet20"), "qualitative", "range2Res20Fig4b"),
                 Ref(_w(experiment="range_fig4b_resnet110"), "qualitative", "range2Res110Fig4b")),
-          figure="fig4_range_depth", rule="loss curves: read the figure"),
+          figure="fig4_range_depth", rule="loss curves: read the figure",
+          headline="range tests: training loss rises while test loss falls"),
     Claim("fig5_hessian_free", "Fig 5", "A Hessian-free estimate of the optimal LR is 2-4 early in training and "
           "stays high under CLR", "2-4 early; stays high", "out_of_scope",
-          rule="out of scope: this project implements no Hessian-free LR estimate"),
+          rule="out of scope: this project implements no Hessian-free LR estimate",
+          headline="Hessian-free LR estimate is 2-4"),
     Claim("fig6b_depth", "Fig 6b", "CLR beats PC-LR for ResNet-20 and ResNet-110 too",
           "ResNet-20 90.4 vs 88.6; ResNet-110 92.1 vs 91.0", "better", ("fig6b_depth",),
           a=Group("CLR", CLR), b=Group("PC-LR", PC), split="depth",
@@ -177,20 +183,20 @@ CLAIMS: tuple[Claim, ...] = (
                 Ref(_w(schedule="multistep", depth=20), "88.6", "lr35Res20Fig6b"),
                 Ref(_w(schedule="clr", depth=110), "92.1", "clr3SS5kRes110Tab1"),
                 Ref(_w(schedule="multistep", depth=110), "91.0", "lr35Res110Fig6b")), figure="fig6b_depth",
-          regime=BUDGET),
+          regime=BUDGET, headline="CLR beats PC-LR for ResNet-20 and ResNet-110"),
     Claim("fig7a_cifar100_range", "Fig 7a", "CIFAR-100 LR range test 0 -> 3: accuracy stays high",
           "stays high", "range", ("range_fig7a_cifar100",), split="experiment",
           refs=(Ref(_w(experiment="range_fig7a_cifar100"), "stays high", "range3Cifar100kFig8"),),
-          figure="fig7a_range_cifar100"),
+          figure="fig7a_range_cifar100", headline="CIFAR-100 range-test accuracy stays high"),
     Claim("fig7b_cifar100", "Fig 7b", "CIFAR-100: CLR beats PC-LR", "68.6 vs 59.8", "better", ("fig7b_cifar100",),
           a=Group("CLR", CLR), b=Group("PC-LR", PC),
           refs=(Ref(CLR, "68.6", "clr3SS5kCifar100Fig8"), Ref(PC, "59.8", "lr35Cifar100Fig8")),
-          figure="fig7b_cifar100", regime=BUDGET),
+          figure="fig7b_cifar100", regime=BUDGET, headline="CIFAR-100: CLR beats PC-LR"),
     Claim("fig8_nesterov", "Fig 8", "With Nesterov momentum, CLR (10k it) beats PC-LR (80k it)", "92.1 vs 90.9",
           "better", ("fig8b_optimizers",), where=_w(optimizer="sgd", nesterov=True),
           a=Group("CLR + Nesterov", CLR), b=Group("PC-LR + Nesterov", PC),
           refs=(Ref(CLR, "92.1", "clr3SS5kNestFig9"), Ref(PC, "90.9", "lr35NestFig9")), figure="fig8b_optimizers",
-          regime=BUDGET),
+          regime=BUDGET, headline="with Nesterov momentum, CLR beats PC-LR"),
     Claim("fig8_adaptive", "Fig 8", "Super-convergence with AdaDelta and AdaGrad: CLR beats PC-LR",
           "SC (CLR) vs no SC (PC-LR)", "better", ("fig8b_optimizers",), a=Group("CLR", CLR), b=Group("PC-LR", PC),
           split="optimizer", split_known_only=True,
@@ -198,28 +204,29 @@ CLAIMS: tuple[Claim, ...] = (
                 Ref(_w(schedule="multistep", optimizer="adadelta"), "no SC", "lr35AdaDeltaFig9"),
                 Ref(_w(schedule="clr", optimizer="adagrad"), "SC"),
                 Ref(_w(schedule="multistep", optimizer="adagrad"), "no SC", "lr35AdaGradFig9")),
-          figure="fig8b_optimizers", regime=BUDGET),
+          figure="fig8b_optimizers", regime=BUDGET, headline="AdaDelta and AdaGrad: CLR beats PC-LR"),
     Claim("fig8_adam", "Fig 8", "No super-convergence with Adam: CLR does not beat PC-LR", "no SC with Adam",
           "not_better", ("fig8b_optimizers",), where=_w(optimizer="adam"), a=Group("CLR + Adam", CLR),
           b=Group("PC-LR + Adam", PC), refs=(Ref(CLR, "no SC"), Ref(PC, "no SC", "lr35AdamFig9")),
-          figure="fig8b_optimizers", regime=BUDGET),
+          figure="fig8b_optimizers", regime=BUDGET, headline="Adam: CLR does not beat PC-LR"),
     Claim("fig9a_batch", "Fig 9a / Table 5", "Larger total batches do better: the largest batch tested beats the "
           "smallest (paper: 256 is clearly worst)", "1536/1000/512/256: 92.1/92.4/91.7/89.5", "better",
           ("fig9a_batch",), where=CLR, a=Group("largest batch", _w(batch_size=MAX)),
           b=Group("smallest batch", _w(batch_size=MIN)), sweep="batch_size",
           refs=(Ref(_w(batch_size=1536), "92.1"), Ref(_w(batch_size=1000), "92.4", "clr3SS5kFig1a"),
-                Ref(_w(batch_size=512), "91.7"), Ref(_w(batch_size=256), "89.5")), figure="sweep_batch_size"),
+                Ref(_w(batch_size=512), "91.7"), Ref(_w(batch_size=256), "89.5")), figure="sweep_batch_size",
+          headline="the largest batch beats the smallest"),
     Claim("fig9b_dropout", "Fig 9b", "Dropout 0.2 gives a small improvement over no dropout", "qualitative: small gain",
           "better", ("fig9b_dropout",), where=CLR, a=Group("dropout 0.2", _w(dropout=0.2)),
           b=Group("no dropout", _w(dropout=0.0)), sweep="dropout",
           refs=(Ref(_w(dropout=0.2), "small gain"), Ref(_w(dropout=0.0), "-", "clr3SS5kFig1a")),
-          figure="sweep_dropout"),
+          figure="sweep_dropout", headline="dropout 0.2 helps a little"),
     Claim("fig10a_momentum", "Fig 10a / Table 6", "Momentum 0.9 is best; 0.95 is clearly worse (judged: 0.9 beats 0.95)",
           "0.80/0.85/0.90/0.95: 92.1/91.9/92.4/90.7", "better", ("fig10a_momentum",), where=CLR,
           a=Group("momentum 0.9", _w(momentum=0.9)), b=Group("momentum 0.95", _w(momentum=0.95)), sweep="momentum",
           refs=(Ref(_w(momentum=0.8), "92.1", "clr3SS5kMom8Fig11"), Ref(_w(momentum=0.85), "91.9", "clr3SS5kMom85Fig11"),
                 Ref(_w(momentum=0.9), "92.4", "clr3SS5kFig1a"), Ref(_w(momentum=0.95), "90.7", "clr3SS5kMom95Fig11")),
-          figure="fig10a_momentum"),
+          figure="fig10a_momentum", headline="momentum 0.9 beats 0.95"),
     Claim("fig10b_weight_decay", "Fig 10b", "Weight decay 1e-3 prevents super-convergence; 1e-4 (best), 1e-5 and "
           "1e-6 do not (judged: 1e-4 beats 1e-3, a diverged 1e-3 run counts as failing)",
           "1e-3 prevents SC; 1e-4 best", "better", ("fig10b_weight_decay",), where=CLR,
@@ -228,7 +235,8 @@ CLAIMS: tuple[Claim, ...] = (
           refs=(Ref(_w(weight_decay=1e-3), "prevents SC", "clr3SS5kWD-3Fig11"),
                 Ref(_w(weight_decay=1e-4), "best", "clr3SS5kFig1a"),
                 Ref(_w(weight_decay=1e-5), "SC", "clr3SS5kWD-5Fig11"),
-                Ref(_w(weight_decay=1e-6), "SC", "clr3SS5kWD-6Fig11")), figure="sweep_weight_decay"),
+                Ref(_w(weight_decay=1e-6), "SC", "clr3SS5kWD-6Fig11")), figure="sweep_weight_decay",
+          headline="weight decay 1e-4 beats 1e-3"),
 )
 
 
@@ -363,18 +371,24 @@ def _num(v) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _range_case(rows: pd.DataFrame) -> tuple[str, str]:
-    """(label, detail) of one range-test experiment from its runs' stored verdicts and, when `attach_curves`
-    read them, their curves (`judging.range_run`, `judging.range_case`)."""
+def _range_runs(rows: pd.DataFrame) -> list[tuple[pd.Series, tuple[str, str]]]:
+    """(row, `judging.range_run` outcome) of every range test among `rows` that ended with a stored verdict,
+    judged on its curve too when `attach_curves` read it."""
     done = rows if rows.empty else rows[rows["status"].isin(["completed", "diverged"])]
-    outcomes = []
+    out = []
     for _, r in ([] if done.empty or LABEL_COL not in done else done.sort_values("run").iterrows()):
         if not isinstance(r.get(LABEL_COL), str):
             continue
         tol = _num(r.get(TOL_COL))
-        outcomes.append(range_run(r[LABEL_COL], _num(r.get(PEAK_LR_COL)), _num(r.get(MAX_LR_COL)),
-                                  _num(r.get(SHARE_COL)), _num(r.get(FROM_LR_COL)), TOLERANCE if tol is None else tol))
-    return range_case(outcomes)
+        out.append((r, range_run(r[LABEL_COL], _num(r.get(PEAK_LR_COL)), _num(r.get(MAX_LR_COL)),
+                                 _num(r.get(SHARE_COL)), _num(r.get(FROM_LR_COL)), TOLERANCE if tol is None else tol)))
+    return out
+
+
+def _range_case(rows: pd.DataFrame) -> tuple[str, str]:
+    """(label, detail) of one range-test experiment from its runs' stored verdicts and, when `attach_curves`
+    read them, their curves (`judging.range_run`, `judging.range_case`)."""
+    return range_case([o for _, o in _range_runs(rows)])
 
 
 def _combine(cases: list[tuple[str, str, str]]) -> tuple[str, str]:
@@ -515,6 +529,15 @@ def _judge_pool(claim: Claim, pool: pd.DataFrame, scale_sd: SeedSd | None = None
     return Verdict(*_combine(cases), tuple(cases))
 
 
+def judge_all(summaries: pd.DataFrame | None, runs: pd.DataFrame | None = None
+              ) -> tuple[pd.DataFrame, list[tuple[Claim, Verdict]]]:
+    """(summaries with the range tests' curves attached, the verdict on every claim of `CLAIMS`): what the
+    report and README.md's results table (`paper_figures.readme_table`) are both rendered from."""
+    summaries = summaries if summaries is not None else pd.DataFrame(columns=["experiment", "status"])
+    summaries = attach_curves(summaries, runs)
+    return summaries, [(c, judge(c, summaries)) for c in CLAIMS]
+
+
 def attach_curves(summaries: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
     """`summaries` with, for every accuracy-mode range test with a verdict, how much of its LR range its test
     accuracy was high (`SHARE_COL`, `FROM_LR_COL`: `judging.high_share` with the run's own tolerance), read from
@@ -587,6 +610,14 @@ def _protocol(df: pd.DataFrame) -> str:
 
 
 def _ours(rows: pd.DataFrame, *, range_test: bool = False) -> str:
+    """The "ours" cell: `_result`, then the scale and protocol of the runs that ended (`_protocol`)."""
+    counted = _counted(rows)
+    return _result(rows, range_test=range_test) + ("" if counted.empty else f"; {_protocol(counted)}")
+
+
+def _result(rows: pd.DataFrame, *, range_test: bool = False) -> str:
+    """What a group's runs gave: mean ± sd of the finished runs' final accuracy (n), diverged and unfinished runs
+    counted beside it; for range tests each run's stored verdict and peak. NOT_RUN when no run ended."""
     fin, div, unf = _finished(rows), _diverged(rows), _unfinished(rows)
     tail = f"; {len(unf)} unfinished, not counted" if len(unf) else ""
     if fin.empty and div.empty:
@@ -615,7 +646,7 @@ def _ours(rows: pd.DataFrame, *, range_test: bool = False) -> str:
             head = "no finished run"
         if len(div):
             head += f", {len(div)} diverged"
-    return f"{head}{tail}; {_protocol(counted)}"
+    return head + tail
 
 
 def _author(reference: Mapping[str, CaffeLog] | None, stem: str | None, *, peak: bool = False) -> str:
@@ -823,9 +854,7 @@ def render_report(summaries: pd.DataFrame, reference: Mapping[str, CaffeLog] | N
                   out_dir: Path, command: str, runs: pd.DataFrame | None = None) -> str:
     """The report's text (pure); `build_report` writes it. `runs` (`load_runs`, optional): the metrics, from
     which a still-rising range test's curve is read (`attach_curves`)."""
-    summaries = summaries if summaries is not None else pd.DataFrame(columns=["experiment", "status"])
-    summaries = attach_curves(summaries, runs)
-    verdicts = [(c, judge(c, summaries)) for c in CLAIMS]
+    summaries, verdicts = judge_all(summaries, runs)
     store_scales = scales_in(summaries)
     several = len(by_setting(summaries)) > 1  # then every summary verdict names its setting
     out = ["# Reproduction report: Super-Convergence (Smith & Topin, arXiv 1708.07120)", "",
