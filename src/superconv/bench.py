@@ -135,7 +135,7 @@ def project_step(depth: int, batch: int, args, scratch: Path) -> tuple[Callable[
                   "data.augment=standard", f"paths.data_dir={args.data_dir}", f"paths.results_dir={scratch}",
                   "schedule=constant", f"schedule.max_lr={LR}", "train.iterations=1000000",
                   f"train.device={args.device}", f"train.precision={args.precision}",
-                  f"train.compile={str(args.compile).lower()}", "logger=none"])
+                  f"train.compile={str(args.compile).lower()}", "logger=none", *getattr(args, "set", [])])
     s = prepare(c, iterations=c["train"]["iterations"], schedule_cfg=c["schedule"])
     parts = s.parts()
     gen = torch.Generator(device=s.device).manual_seed(0)
@@ -343,6 +343,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto", help="the project path's")
     p.add_argument("--compile", action="store_true", help="torch.compile the project path's step")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for the project path (repeatable), e.g. model.bn_group=null")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per measurement")
     p.add_argument("--min-steps", type=int, default=5)
     p.add_argument("--min-seconds", type=float, default=10.0)

@@ -67,7 +67,7 @@ OmegaConf.register_new_resolver("bn_scaled", bn_scaled, replace=True)
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 # The config groups a user selects with `group=option`; each option is a file conf/<group>/<option>.yaml.
-GROUPS = ("data", "model", "optim", "schedule", "logger", "scale", "paths", "protocol", "experiment",
+GROUPS = ("data", "model", "net", "optim", "schedule", "logger", "scale", "paths", "protocol", "experiment",
           "stepsize", "recipe", "launcher")
 
 # Keys that do not change what a run computes. They stay out of a run's identity, so that moving the
