@@ -7,7 +7,7 @@ SWEEP_SCALE ?= paper
 # the process by superconv.allocator, so direct `python -m superconv.train` runs and SLURM jobs get them too.
 
 .DEFAULT_GOAL := help
-.PHONY: help install test smoke train data figures bench plan reproduce aggregate sweep-fraction sweep-batch sweep-weight-decay sweep-dropout clean
+.PHONY: help install test smoke train data figures bench plan reproduce campaign aggregate sweep-fraction sweep-batch sweep-weight-decay sweep-dropout clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ plan: install ## the runs `make reproduce SCALE=...` would launch, how many are 
 
 reproduce: install ## every run of SCALE (smoke|mini|paper), then tables, figures, report; idempotent
 	$(PY) -m experiments.reproduce --scale $(SCALE) $(if $(REFERENCE),--reference $(REFERENCE)) $(ARGS)
+
+BUDGET ?= 540
+campaign: install ## paper-scale runs by priority (experiments/campaign.yaml) for BUDGET seconds, resumable across GPU windows: make campaign BUDGET=540 ARGS=--dry-run
+	$(PY) -m experiments.campaign --budget $(BUDGET) $(ARGS)
 
 aggregate: install ## results/<experiment>.csv, one row per run, from the run directories
 	$(PY) -m experiments.aggregate results

@@ -31,6 +31,7 @@ from .sampling import Augment, BatchOrder, stratified_indices
 from .schedules import Schedule, build_schedule
 
 USER_ERRORS = (ConfigError, DataError, StoreError, checkpoint.CheckpointError)
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 
 
 def git_sha() -> str:
@@ -182,8 +183,15 @@ def prepare(c: dict, *, iterations: int, schedule_cfg: Mapping) -> Setup:
     device = pick_device(tr["device"])
     if device.type == "cpu":  # activations stay in the heap between steps (see superconv.allocator)
         keep_freed_memory()
+    if tr.get("tf32") is not None and not isinstance(tr["tf32"], bool):
+        raise ConfigError(f"train.tf32={tr['tf32']!r}: must be null, true or false")
+    if tr.get("compile_mode") not in COMPILE_MODES or (tr.get("compile_mode") and not tr.get("compile")):
+        raise ConfigError(f"train.compile_mode={tr['compile_mode']!r}: must be null or, with train.compile=true, "
+                          f"one of {', '.join(COMPILE_MODES[1:])}")
     if device.type == "cuda":  # cuDNN picks the fastest conv algorithms for the (fixed) batch shape
         torch.backends.cudnn.benchmark = not tr["deterministic"]
+        if tr.get("tf32") is not None:  # fp32 matmuls and convolutions on TF32 tensor cores, or neither
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tr["tf32"]
     amp_dtype = pick_precision(tr["precision"], device)
     store = check_store(c)
     try:
@@ -219,7 +227,7 @@ def prepare(c: dict, *, iterations: int, schedule_cfg: Mapping) -> Setup:
                   num_classes=split.num_classes, classes=split.classes)
     # Only the training step is compiled: evaluation (model.eval(), inference mode) calls the eager
     # module, which would otherwise cost a second compilation; checkpoints use its plain state_dict keys.
-    step_model = torch.compile(model) if tr.get("compile") else model
+    step_model = torch.compile(model, mode=tr.get("compile_mode")) if tr.get("compile") else model
     return Setup(c=c, store=store, device=device, amp_dtype=amp_dtype, split=split, model=model,
                  step_model=step_model, eval_x=split.test_x[test_idx.to(device)],
                  eval_y=split.test_y[test_idx.to(device)], optimizer=optimizer, schedule=schedule, order=order,
