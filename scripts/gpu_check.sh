@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Superseded by scripts/gpu_window.sh (issue 16: bench in both precisions, GPU tests, the resumable campaign).
 # Issue 6's device check, prepared to run once on a lent GPU (the `device` tool; 15 minutes of device
 # time in all, one command of at most 600 s):
 #   1. python -m superconv.bench on CUDA (ResNet-20/56 x batch 128/1000, project vs tutorial reference);

@@ -5,6 +5,7 @@ input is one line and exit 2, and only a carried run's checkpoint is committable
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import signal
@@ -298,3 +299,61 @@ def test_tracked_checkpoints_are_carried_unfinished_runs():
         d = (ROOT / name).parent
         assert Path(name).name == "checkpoint.pt" and not (d / "DONE").exists(), name
         assert (d / campaign.CARRY_MARKER).read_text() == campaign.CARRY_TEXT, name
+
+
+def test_a_windows_results_come_back_and_merge(tmp_path, monkeypatch):
+    """experiments.window: pack what a window wrote (in parts when large); unpack replaces run files, adds
+    the records we lack, and drops the checkpoint and marker of a run that finished there."""
+    from experiments import window
+
+    device = tmp_path / "device" / "results"
+    finished, carried = device / "fig1a" / "protocol=pclr", device / "fig1a" / "protocol=clr,seed=1"
+    for d in (finished, carried, device / "bench"):
+        d.mkdir(parents=True)
+    (device / "bench" / "bench.jsonl").write_text('{"a": 1}\n')
+    (device / "untouched.csv").write_text("old\n")
+    old = time.time() - 100
+    for p in device.rglob("*"):
+        os.utime(p, (old, old))
+    stamp = tmp_path / "stamp"
+    stamp.write_text("")
+    os.utime(stamp, (old + 50, old + 50))
+    for name, text in (("config.yaml", "c"), ("metrics.csv", "m"), ("summary.json", "{}"), ("DONE", "")):
+        (finished / name).write_text(text)
+    (carried / "checkpoint.pt").write_bytes(os.urandom(3000))
+    campaign.set_carry_marker(carried, True)
+    (device / "bench" / "bench.jsonl").write_text('{"a": 1}\n{"b": 2}\n')
+
+    repo = tmp_path / "repo"
+    here = repo / "results" / "fig1a" / "protocol=pclr"
+    here.mkdir(parents=True)
+    (here / "checkpoint.pt").write_bytes(b"carried before")  # committed by an earlier window
+    campaign.set_carry_marker(here, True)
+    (repo / "results" / "bench").mkdir()
+    (repo / "results" / "bench" / "bench.jsonl").write_text('{"here": 0}\n{"a": 1}\n')
+
+    monkeypatch.setattr(window, "PART", 1024)  # the archive comes back in parts
+    parts = window.pack(device, stamp.stat().st_mtime, tmp_path / "out")
+    assert len(parts) >= 2 and all(p.stat().st_size <= 1024 for p in parts)
+    changed = window.unpack(tmp_path / "out", repo)
+    r = repo / "results"
+    assert sorted(p.name for p in (r / "fig1a" / "protocol=pclr").iterdir()) == ["DONE", "config.yaml", "metrics.csv",
+                                                                                 "summary.json"]
+    assert (r / "fig1a" / "protocol=clr,seed=1" / "checkpoint.pt").read_bytes() == (carried / "checkpoint.pt").read_bytes()
+    assert (r / "fig1a" / "protocol=clr,seed=1" / campaign.CARRY_MARKER).read_text() == campaign.CARRY_TEXT
+    assert (r / "bench" / "bench.jsonl").read_text() == '{"here": 0}\n{"a": 1}\n{"b": 2}\n'
+    assert not (r / "untouched.csv").exists()  # older than the window: not sent
+    assert sorted(changed["dropped"]) == ["results/fig1a/protocol=pclr/.gitignore",
+                                          "results/fig1a/protocol=pclr/checkpoint.pt"]
+
+    import io
+    import tarfile
+
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w:gz") as tar:
+        info = tarfile.TarInfo("results/../../escape.txt")
+        tar.addfile(info, io.BytesIO(b""))
+    (tmp_path / "evil.tar.gz").write_bytes(evil.getvalue())
+    with pytest.raises(SystemExit, match="refusing"):
+        window.unpack(tmp_path / "evil.tar.gz", repo)
+    assert not (tmp_path / "escape.txt").exists()
