@@ -146,3 +146,24 @@ def test_auto_precision_follows_the_cpu_bf16_instructions(monkeypatch, has_bf16,
     cpu = torch.device("cpu")
     assert session.pick_precision("auto", cpu) == expected
     assert session.pick_precision("bf16", cpu) == torch.bfloat16 and session.pick_precision("fp32", cpu) is None
+
+
+def test_profile_prints_the_top_ops_of_one_project_step(synthetic, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "superconv.profile", "--dataset", "synthetic", "--data-dir",
+                           str(synthetic), "--depth", "8", "--batch", "16", "--warmup", "1", "--steps", "1",
+                           "--top", "3", "--precision", "fp32"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert lines[0].startswith("ResNet-8 batch 16 (fp32):") and "top 3 ops" in lines[0]
+    ops = lines[1:]
+    assert len(ops) == 3 and all(line.strip().startswith("aten::") or "#" in line or "::" in line for line in ops)
+    shares = [float(line.rsplit(None, 1)[1].rstrip("%")) for line in ops]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 100
+
+
+def test_profile_without_data_is_one_line_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "superconv.profile", "--data-dir", str(tmp_path / "nowhere")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("profile: error:") and "nowhere" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -358,15 +358,20 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
+def exit_on_bad_input(prog: str, fn: Callable, *args) -> None:
+    """Call fn(*args); bad input (missing data, a bad value) is one line on stderr and exit code 2, the
+    contract of every command of the project (bench and profile share it)."""
     from .session import USER_ERRORS
 
-    args = parse(argv)
     try:
-        run(args)
+        fn(*args)
     except (BenchError, *USER_ERRORS) as e:
-        print(f"bench: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    exit_on_bad_input("bench", run, parse(argv))
 
 
 if __name__ == "__main__":

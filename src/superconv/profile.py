@@ -12,7 +12,6 @@ else (BN, ReLU, adds, the optimizer, data) says what a fix can win at most.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -57,15 +56,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--top", type=int, default=5)
     args = p.parse_args(argv)
-    from .bench import BenchError, _check_data
-    from .session import USER_ERRORS
+    from .bench import _check_data, exit_on_bad_input
 
-    try:
-        _check_data(args)
-        profile(args)
-    except (BenchError, *USER_ERRORS) as e:
-        print(f"profile: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    def checked(a):
+        _check_data(a)
+        profile(a)
+
+    exit_on_bad_input("profile", checked, args)
 
 
 if __name__ == "__main__":
