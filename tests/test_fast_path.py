@@ -8,22 +8,26 @@ import copy
 import pytest
 import torch
 
+from superconv.config import ConfigError
 from superconv.loop import train_step
 from superconv.models.resnet import build_resnet
 from superconv.optim import build_optimizer
+from superconv.session import prepare
 
 FAST_DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 OPTIM = {"name": "sgd", "momentum": 0.9, "weight_decay": 1e-4}
 
 
-def _one_step(model, x, y, device, amp_dtype, channels_last, compiled):
+def _one_step(model, x, y, device, amp_dtype, channels_last, compiled, mode=None, steps=1):
+    """`steps` SGD updates on the same batch (CUDA graphs record on a later call than the first)."""
     model = copy.deepcopy(model).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     opt = build_optimizer(model, OPTIM, 0.1)
-    step_model = torch.compile(model) if compiled else model
-    loss, correct = train_step(step_model, opt, x.to(device), y.to(device), amp_dtype, torch.device(device))
+    step_model = torch.compile(model, mode=mode) if compiled else model
+    for _ in range(steps):
+        loss, correct = train_step(step_model, opt, x.to(device), y.to(device), amp_dtype, torch.device(device))
     return loss.float().item(), correct.item(), {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
 
 
@@ -79,3 +83,67 @@ def test_compiled_step_matches_eager_fp32(device):
     before, (ref_loss, _, ref), (fast_loss, _, fast) = _fp32_and_fast(device, amp, compiled=True)
     assert fast_loss == pytest.approx(ref_loss, rel=2e-2)
     _assert_same_update(before, ref, fast)
+
+
+# train.compile_mode (torch.compile's mode: reduce-overhead = CUDA graphs, max-autotune) and train.tf32 (TF32
+# tensor cores for fp32 on CUDA): what issue 16's faster CUDA path is tried with, off by default.
+
+
+@pytest.fixture
+def composed(synthetic_data_dir, tmp_path):
+    from superconv.bench import _compose
+
+    def _c(*overrides):
+        return _compose([f"paths.data_dir={synthetic_data_dir}", f"paths.results_dir={tmp_path}", "data=synthetic",
+                         "model.depth=8", "train.batch_size=16", "train.replicas=2", "logger=none", *overrides])
+
+    return _c
+
+
+def test_compile_mode_reaches_torch_compile(composed, monkeypatch):
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: seen.append(kw) or model)
+    for mode in ("reduce-overhead", "max-autotune", None):
+        c = composed("train.compile=true", "train.device=cpu", *([f"train.compile_mode={mode}"] if mode else []))
+        prepare(c, iterations=c["train"]["iterations"], schedule_cfg=c["schedule"])
+    assert seen == [{"mode": "reduce-overhead"}, {"mode": "max-autotune"}, {"mode": None}]
+
+
+@pytest.mark.parametrize("override,key", [("train.tf32=maybe", "train.tf32"), ("train.compile_mode=turbo", "turbo"),
+                                          ("train.compile_mode=max-autotune", "train.compile=true")])
+def test_bad_compile_mode_or_tf32_is_a_config_error(composed, override, key):
+    c = composed("train.device=cpu", override, *(["train.compile=true"] if "turbo" in override else []))
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        prepare(c, iterations=c["train"]["iterations"], schedule_cfg=c["schedule"])
+
+
+@pytest.mark.slow  # compiling costs ~1 min per mode on a 2-core CPU
+@pytest.mark.parametrize("mode", ["reduce-overhead", "max-autotune-no-cudagraphs"])
+@pytest.mark.parametrize("device", FAST_DEVICES)
+def test_compile_mode_steps_match_eager_steps(device, mode):
+    """Three updates through torch.compile(mode=...) (CUDA graphs record on the third) agree with eager ones
+    on the same device and precision."""
+    amp = torch.bfloat16 if device == "cuda" else None
+    torch.manual_seed(0)
+    model = build_resnet(8, "paper", 10)
+    x, y = _batch()
+    before = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
+    eager_loss, _, eager = _one_step(model, x, y, device, amp, channels_last=True, compiled=False, steps=3)
+    fast_loss, _, fast = _one_step(model, x, y, device, amp, channels_last=True, compiled=True, mode=mode, steps=3)
+    assert fast_loss == pytest.approx(eager_loss, rel=2e-2)
+    _assert_same_update(before, eager, fast)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="TF32 is a CUDA setting")
+@pytest.mark.parametrize("tf32", [True, False])
+def test_tf32_on_cuda_is_applied_and_its_fp32_step_matches(composed, tf32):
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        c = composed(f"train.tf32={str(tf32).lower()}", "train.device=cuda", "train.precision=fp32")
+        prepare(c, iterations=c["train"]["iterations"], schedule_cfg=c["schedule"])
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (tf32, tf32)
+        before, (ref_loss, _, ref), (fast_loss, _, fast) = _fp32_and_fast("cuda", None, compiled=False)
+        assert fast_loss == pytest.approx(ref_loss, rel=2e-2)
+        _assert_same_update(before, ref, fast)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
