@@ -78,7 +78,8 @@ VOLATILE_KEYS = {
     "paths": None,
     "logger": None,
     # compile, like device, changes rounding only (fused kernels), not what is computed
-    "train": ("progress", "checkpoint_every", "keep_checkpoint", "log_every", "device", "threads", "compile"),
+    "train": ("progress", "checkpoint_every", "keep_checkpoint", "log_every", "device", "threads", "compile",
+              "compile_mode"),
     "range_test": ("tolerance", "bounds_rule", "min_div"),  # analysis of the curve, not the curve
 }
 
