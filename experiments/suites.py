@@ -27,7 +27,8 @@ def all_experiments() -> list[str]:
 
 # The mini suite: real CIFAR-10 on a 2-core CPU in about an hour (choices in conf/scale/mini.yaml). It
 # covers Fig 1a and the training-set-size sweep with 2 seeds each, the Fig 2b range test and its dropout twin
-# (the author's dropout protocol), and the four named sweeps; every other experiment is paper-scale only.
+# (the author's dropout protocol), the four named sweeps and Fig 5b's LR estimate (constant vs CLR); every other
+# experiment is paper-scale only.
 # Not here on purpose: fig6b_depth and range_fig4b_* (their ResNet-110 is a real ResNet-110, ~6x a
 # ResNet-20's cost on this CPU).
 MINI = (
@@ -38,6 +39,7 @@ MINI = (
     Job("fig9a_batch", ("train.batch_size=512,256,128",), "batch size, CLR"),
     Job("fig10b_weight_decay", ("optim.weight_decay=1e-3,1e-4,1e-5",), "weight decay, CLR"),
     Job("fig9b_dropout", ("model.dropout=0.0,0.2",), "dropout, CLR"),
+    Job("fig5b_lr_estimate", (), "Fig 5b: the Hessian-free LR estimate, constant LR 0.1 vs CLR, 150 it each"),
 )
 
 

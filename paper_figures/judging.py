@@ -22,6 +22,9 @@ Why the rules are what they are:
 - **Runs of different protocols are never pooled** (`Protocol`): precision and the BatchNorm rules (statistics
   per group of images, Caffe's bias-corrected running averages) change the result, so they are part of a
   group's identity exactly as the scale is.
+- **A flagged run still counts, but says so** (`flag_note`): a run the health check flags (superconv.health:
+  test accuracy lagging the training accuracy at chance, never learning, still improving at its end) is a result
+  like any other, yet a verdict resting on it is weaker than its label alone says, so its detail names the flags.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ __all__ = ["REPRODUCED", "PARTLY", "NOT_REPRODUCED", "INDICATIVE", "INCONCLUSIVE
            "NOT_JUDGED", "NOT_RUN", "VERDICTS", "JUDGED", "MIN_N", "MIN_CLR_EPOCHS", "HIGH_SHARE", "TRAIN_IMAGES",
            "PROTOCOL_COLUMNS", "IDENTITY", "Protocol", "protocol_of", "SeedSd", "Side", "Regime", "pooled_sd",
            "seed_sd", "comparison_noise", "compare", "epochs", "regime_gap", "high_share", "range_run",
-           "range_case", "combine"]
+           "range_case", "combine", "flag_note", "split_flags"]
 
 REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
 INDICATIVE = "indicative (n=1)"
@@ -378,3 +381,29 @@ def combine(labels: Sequence[str]) -> str:
     if judged:
         return judged[0] if len(set(judged)) == 1 else PARTLY
     return next((x for x in UNJUDGED_ORDER if x in labels), NOT_RUN)
+
+
+# ------------------------------------------------------------------------------ run health
+def split_flags(cell) -> tuple[str, ...]:
+    """A summaries `health` cell ("flag1,flag2"; "" = none; None/NaN = not known) as a tuple of flags."""
+    if _missing(cell) or not isinstance(cell, str):
+        return ()
+    return tuple(f for f in cell.split(",") if f)
+
+
+def flag_note(sides: Sequence[tuple[str, Sequence]], skip: Sequence[str] = ("diverged",)) -> str:
+    """"" when no run of any side carries a health flag; else "; rests on flagged runs: CLR 1 of 2
+    still_improving; PC-LR 2 of 2 test_lags_train" (each side: its label and one `health` cell per run that
+    counted). `skip`: flags already stated elsewhere (diverged runs are counted by `compare`)."""
+    parts = []
+    for label, cells in sides:
+        cells = list(cells)
+        counts: dict[str, int] = {}
+        for c in cells:
+            for f in split_flags(c):
+                if f not in skip:
+                    counts[f] = counts.get(f, 0) + 1
+        if counts:
+            who = f"{label} " if label else ""
+            parts.append(who + ", ".join(f"{k} of {len(cells)} {f}" for f, k in sorted(counts.items())))
+    return f"; rests on flagged runs: {'; '.join(parts)}" if parts else ""

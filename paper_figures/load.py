@@ -66,7 +66,9 @@ RUN_LEVEL = ["experiment", "run", "status", "job_type", *FACTORS]
 RUN_COLUMNS = RUN_LEVEL + METRICS
 SUMMARY_KEYS = ["final_test_acc", "best_test_acc", "final_test_loss", "iterations_run", "images_seen",
                 "wall_s", "train_s", "images_per_s", "device", "precision", "git_sha", "command"]
-SUMMARY_COLUMNS = RUN_LEVEL + list(PROTOCOL_KEYS) + SUMMARY_KEYS
+# health: the run's flags (superconv.health) as stored in its summary, comma-joined ("" = none raised); None for
+# a run stored before summaries had them (paper_figures.report.attach_health computes those from metrics.csv).
+SUMMARY_COLUMNS = RUN_LEVEL + list(PROTOCOL_KEYS) + SUMMARY_KEYS + ["health"]
 SCALE_ORDER = ("paper", "mini", "smoke")  # most faithful first; other names follow, sorted
 UNKNOWN_SCALE = "unknown"  # a run whose config names no scale
 
@@ -190,6 +192,8 @@ def load_summaries(results_dir: str | os.PathLike) -> pd.DataFrame:
         summary = summary or {}
         for k in SUMMARY_KEYS:
             row[k] = summary.get("iterations" if k == "iterations_run" else k)
+        h = summary.get("health")
+        row["health"] = ",".join(str(f) for f in h.get("flags", [])) if isinstance(h, dict) else None
         if "range_test" in summary:
             _flatten("range_test", summary["range_test"], row)
         rows.append(row)

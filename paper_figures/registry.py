@@ -84,8 +84,16 @@ SWEEPS = (
 )
 
 
+# The Hessian-free estimate of the optimal LR (metrics.csv column lr_estimate) against iteration: Fig 5a (the first
+# 300 iterations of the Fig 1a CLR run) and Fig 5b (10k iterations, constant LR 0.1 vs CLR), one panel each.
+LR_ESTIMATE = (
+    FigureSpec("fig5_lr_estimate", "Fig 5", "Hessian-free estimate of the optimal LR",
+               ("fig5a_lr_estimate", "fig5b_lr_estimate"), hue="schedule"),
+)
+
+
 def known_experiments() -> set[str]:
-    return {e for spec in CURVES + RANGE for e in spec.experiments}
+    return {e for spec in CURVES + RANGE + LR_ESTIMATE for e in spec.experiments}
 
 
 def other_experiments(present: set[str]) -> list[str]:

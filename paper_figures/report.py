@@ -41,14 +41,18 @@ import numpy as np
 import pandas as pd
 
 from .caffe_log import CaffeLog
+from superconv import health as run_health
+from superconv.lr_estimate import landmarks
+
 from .judging import (HIGH_SHARE, INCONCLUSIVE, INDICATIVE, JUDGED, MIN_CLR_EPOCHS, MIN_N, NOT_JUDGED, NOT_RUN,
                       NOT_TESTABLE, STILL_RISING, TRAIN_IMAGES, VERDICTS, Regime, SeedSd, Side, combine, compare,
-                      epochs, high_share, protocol_of, range_case, range_run, regime_gap, seed_sd)
+                      epochs, flag_note, high_share, protocol_of, range_case, range_run, regime_gap, seed_sd,
+                      split_flags)
 from .load import scale_labels, scales_in
 from .style import _write_if_changed
 
 __all__ = ["Claim", "Group", "Ref", "Verdict", "CLAIMS", "VERDICTS", "judge", "judge_all", "by_scale", "by_setting",
-           "attach_curves", "build_report", "render_report", "main"]
+           "attach_curves", "attach_health", "attach_estimates", "build_report", "render_report", "main"]
 
 KINDS = ("better", "not_better", "range", "qualitative", "out_of_scope")
 VERDICT_COL = "range_test/verdict/"
@@ -56,6 +60,9 @@ LABEL_COL, PEAK_COL, PEAK_LR_COL = VERDICT_COL + "label", VERDICT_COL + "peak_ac
 MAX_LR_COL, TOL_COL = VERDICT_COL + "max_lr_tested", VERDICT_COL + "tolerance"
 SHARE_COL, FROM_LR_COL = "curve/high_share", "curve/high_from_lr"  # added by attach_curves from metrics.csv
 TOLERANCE = 0.2  # a range test's tolerance when its summary has none: superconv.range_analysis.verdict's default
+HEALTH_COL = "health"  # the run's health flags, comma-joined (paper_figures.load; attach_health fills the gaps)
+HEALTH_WHY_COL, HEALTH_SRC_COL = "health/why", "health/source"  # added by attach_health
+ESTIMATE_PREFIX = "lr_estimate/"  # + start, middle, end, peak (and _it): added by attach_estimates from metrics.csv
 
 Where = tuple[tuple[str, object], ...]
 
@@ -101,6 +108,8 @@ class Claim:
     rule: str = ""  # the claim's own rule, in words
     regime: Regime | None = None  # the least its runs must do for the claim to be testable at a scale
     headline: str = ""  # the claim in a few words: README.md's results table (paper_figures.readme_table)
+    metric: str | None = None  # a run metric the "ours" cell summarises instead of the final accuracy
+    # ("lr_estimate": the estimate's start, middle, end and peak, `attach_estimates`)
 
 
 @dataclass(frozen=True)
@@ -172,10 +181,23 @@ CLAIMS: tuple[Claim, ...] = (
                 Ref(_w(experiment="range_fig4b_resnet110"), "qualitative", "range2Res110Fig4b")),
           figure="fig4_range_depth", rule="loss curves: read the figure",
           headline="range tests: training loss rises while test loss falls"),
-    Claim("fig5_hessian_free", "Fig 5", "A Hessian-free estimate of the optimal LR is 2-4 early in training and "
-          "stays high under CLR", "2-4 early; stays high", "out_of_scope",
-          rule="out of scope: this project implements no Hessian-free LR estimate",
-          headline="Hessian-free LR estimate is 2-4"),
+    Claim("fig5a_lr_estimate", "Fig 5a", "Over the first 300 iterations of the Fig 1a CLR run (LR 0.1 -> 0.27) the "
+          "Hessian-free estimate of the optimal LR (superconv.lr_estimate: summed absolute values, EMA 0.1) is 2-4",
+          "2-4", "qualitative", ("fig5a_lr_estimate",), refs=(Ref((), "2-4"),), figure="fig5_lr_estimate",
+          metric="lr_estimate",
+          rule="estimate curve: compare its values (ours) and the figure with the paper's",
+          headline="Hessian-free LR estimate is 2-4 early in training"),
+    Claim("fig5b_constant", "Fig 5b", "With a constant LR of 0.1 for 10k iterations the estimate spikes to ~3 early, "
+          "then falls to ~0.2", "spikes ~3, ends ~0.2", "qualitative", ("fig5b_lr_estimate",),
+          where=_w(schedule="constant"), refs=(Ref(_w(schedule="constant"), "spikes ~3, ends ~0.2"),),
+          figure="fig5_lr_estimate", metric="lr_estimate",
+          rule="estimate curve: compare its values (ours) and the figure with the paper's",
+          headline="constant LR 0.1: the estimate spikes ~3, falls to ~0.2"),
+    Claim("fig5b_clr", "Fig 5b", "With CLR 0.1-3 for 10k iterations the estimate stays high and ends near 0.5",
+          "stays high, ends ~0.5", "qualitative", ("fig5b_lr_estimate",), where=CLR,
+          refs=(Ref(CLR, "stays high, ends ~0.5"),), figure="fig5_lr_estimate",
+          metric="lr_estimate", rule="estimate curve: compare its values (ours) and the figure with the paper's",
+          headline="CLR: the estimate stays high, ends ~0.5"),
     Claim("fig6b_depth", "Fig 6b", "CLR beats PC-LR for ResNet-20 and ResNet-110 too",
           "ResNet-20 90.4 vs 88.6; ResNet-110 92.1 vs 91.0", "better", ("fig6b_depth",),
           a=Group("CLR", CLR), b=Group("PC-LR", PC), split="depth",
@@ -354,9 +376,19 @@ def _side(label: str, rows: pd.DataFrame) -> Side:
 
 
 def _compare(claim: Claim, a: pd.DataFrame, b: pd.DataFrame, scale_sd: SeedSd | None) -> tuple[str, str]:
-    """(label, detail) of one comparison of group A against group B (rows of the pool): `judging.compare`."""
-    return compare(_side(claim.a.label, a), _side(claim.b.label, b), better=claim.kind == "better",
-                   scale_sd=scale_sd)
+    """(label, detail) of one comparison of group A against group B (rows of the pool): `judging.compare`; the
+    detail names the health flags of the runs it rests on (`judging.flag_note`)."""
+    label, detail = compare(_side(claim.a.label, a), _side(claim.b.label, b), better=claim.kind == "better",
+                            scale_sd=scale_sd)
+    if label == NOT_RUN:
+        return label, detail
+    return label, detail + flag_note([(claim.a.label, _flags(a)), (claim.b.label, _flags(b))])
+
+
+def _flags(rows: pd.DataFrame) -> list:
+    """The health cell of every run among `rows` that ended (finished or diverged)."""
+    counted = _counted(rows)
+    return [] if counted.empty else counted[HEALTH_COL].tolist() if HEALTH_COL in counted else [None] * len(counted)
 
 
 def _run_epochs(rows: pd.DataFrame) -> list[float | None]:
@@ -388,7 +420,12 @@ def _range_runs(rows: pd.DataFrame) -> list[tuple[pd.Series, tuple[str, str]]]:
 def _range_case(rows: pd.DataFrame) -> tuple[str, str]:
     """(label, detail) of one range-test experiment from its runs' stored verdicts and, when `attach_curves`
     read them, their curves (`judging.range_run`, `judging.range_case`)."""
-    return range_case([o for _, o in _range_runs(rows)])
+    judged = _range_runs(rows)
+    label, detail = range_case([o for _, o in judged])
+    if not judged:
+        return label, detail
+    cells = [r.get(HEALTH_COL) for r, _ in judged]
+    return label, detail + flag_note([("", cells)])
 
 
 def _combine(cases: list[tuple[str, str, str]]) -> tuple[str, str]:
@@ -534,8 +571,74 @@ def judge_all(summaries: pd.DataFrame | None, runs: pd.DataFrame | None = None
     """(summaries with the range tests' curves attached, the verdict on every claim of `CLAIMS`): what the
     report and README.md's results table (`paper_figures.readme_table`) are both rendered from."""
     summaries = summaries if summaries is not None else pd.DataFrame(columns=["experiment", "status"])
-    summaries = attach_curves(summaries, runs)
+    summaries = attach_estimates(attach_health(attach_curves(summaries, runs), runs), runs)
     return summaries, [(c, judge(c, summaries)) for c in CLAIMS]
+
+
+def _run_rows(runs: pd.DataFrame | None) -> dict[tuple, pd.DataFrame]:
+    if runs is None or runs.empty:
+        return {}
+    return {k: g.sort_values("iteration") for k, g in runs.groupby(["experiment", "run"], sort=False)}
+
+
+def _records(curve: pd.DataFrame) -> list[dict]:
+    """A run's rows of `load_runs` as superconv.health reads them (NaN as None)."""
+    cols = ["iteration", "lr", "train/loss", "train/acc", "test/acc"]
+    out = curve[cols].astype(object).where(curve[cols].notna(), None).to_dict("records")
+    return out
+
+
+def attach_health(summaries: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
+    """`summaries` with every finished run's health: its flags (HEALTH_COL: those in its summary.json, or, for a
+    run stored before summaries had them, computed here from its metrics.csv by superconv.health with the same
+    rules), why each was raised (HEALTH_WHY_COL) and where the flags come from (HEALTH_SRC_COL). Reads `runs`
+    (`load_runs`) only; writes nothing. Without `runs`, stored flags only."""
+    if summaries.empty or "experiment" not in summaries:
+        return summaries
+    out = summaries.copy()
+    if HEALTH_COL not in out:
+        out[HEALTH_COL] = None
+    out[HEALTH_COL] = out[HEALTH_COL].astype(object)
+    out[HEALTH_WHY_COL], out[HEALTH_SRC_COL] = None, None
+    out[HEALTH_WHY_COL] = out[HEALTH_WHY_COL].astype(object)
+    out[HEALTH_SRC_COL] = out[HEALTH_SRC_COL].astype(object)
+    curves = _run_rows(runs)
+    for i, r in out.iterrows():
+        stored = r.get(HEALTH_COL)
+        known = isinstance(stored, str)
+        if known:
+            out.at[i, HEALTH_SRC_COL] = "from summary.json"
+        curve = curves.get((r["experiment"], r["run"]))
+        if curve is None or r.get("status") not in ("completed", "diverged"):
+            continue
+        h = run_health.assess(_records(curve), run_health.num_classes_of(r.get("dataset")) or 10, r["status"])
+        if not known:
+            out.at[i, HEALTH_COL] = ",".join(h.flags)
+            out.at[i, HEALTH_SRC_COL] = "computed from metrics.csv by the report"
+        flags = split_flags(out.at[i, HEALTH_COL])
+        out.at[i, HEALTH_WHY_COL] = "; ".join(f"{f}: {h.why.get(f, 'stored in summary.json')}" for f in flags)
+    return out
+
+
+def attach_estimates(summaries: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
+    """`summaries` with, for every run whose metrics hold an LR estimate (metrics.csv column lr_estimate), where
+    it starts, sits at mid-run, ends and peaks (`superconv.lr_estimate.landmarks`; ESTIMATE_PREFIX columns)."""
+    if runs is None or runs.empty or summaries.empty or "lr_estimate" not in runs:
+        return summaries
+    est = runs[runs["lr_estimate"].notna()]
+    if est.empty:
+        return summaries
+    out = summaries.copy()
+    keys = ("start", "start_it", "middle", "middle_it", "end", "end_it", "peak", "peak_it")
+    for k in keys:
+        out[ESTIMATE_PREFIX + k] = np.nan
+    curves = {k: g for k, g in est.groupby(["experiment", "run"], sort=False)}
+    for i, r in out.iterrows():
+        curve = curves.get((r["experiment"], r["run"]))
+        lm = None if curve is None else landmarks(curve["iteration"].tolist(), curve["lr_estimate"].tolist())
+        for k in keys if lm else ():
+            out.loc[i, ESTIMATE_PREFIX + k] = lm[k]
+    return out
 
 
 def attach_curves(summaries: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
@@ -609,10 +712,35 @@ def _protocol(df: pd.DataFrame) -> str:
             f"{_join(_col(df, 'device'))}")
 
 
-def _ours(rows: pd.DataFrame, *, range_test: bool = False) -> str:
-    """The "ours" cell: `_result`, then the scale and protocol of the runs that ended (`_protocol`)."""
+def _ours(rows: pd.DataFrame, *, range_test: bool = False, metric: str | None = None) -> str:
+    """The "ours" cell: `_result` (or, for a claim about a run metric, `_estimates`), then the scale and protocol
+    of the runs that ended (`_protocol`)."""
     counted = _counted(rows)
-    return _result(rows, range_test=range_test) + ("" if counted.empty else f"; {_protocol(counted)}")
+    head = _estimates(rows) if metric == "lr_estimate" else _result(rows, range_test=range_test)
+    return head + ("" if counted.empty else f"; {_protocol(counted)}")
+
+
+def _estimates(rows: pd.DataFrame) -> str:
+    """Each run's LR estimate at its start, middle and end, and its peak (`attach_estimates`), then the final
+    accuracy as `_result` gives it; NOT_RUN when no run ended."""
+    counted = _counted(rows)
+    if counted.empty:
+        return _result(rows)
+    parts = []
+    for _, r in counted.sort_values("run").iterrows():
+        name = str(r.get("schedule")) if len(counted) == 1 or _missing_cell(r.get("seed")) else f"seed {int(r['seed'])}"
+        if _num(r.get(ESTIMATE_PREFIX + "end")) is None:
+            parts.append(f"{name}: no lr_estimate values (train.lr_estimate_every off)")
+            continue
+        e = {k: _num(r.get(ESTIMATE_PREFIX + k)) for k in ("start", "middle", "end", "peak")}
+        it = {k: int(_num(r.get(ESTIMATE_PREFIX + k + "_it"))) for k in ("start", "middle", "end", "peak")}
+        parts.append(f"{name}: start {e['start']:.3g} (it {it['start']}), middle {e['middle']:.3g} (it {it['middle']}),"
+                     f" end {e['end']:.3g} (it {it['end']}), peak {e['peak']:.3g} (it {it['peak']})")
+    return "LR estimate " + "; ".join(parts) + f"; final accuracy {_result(rows)}"
+
+
+def _missing_cell(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def _result(rows: pd.DataFrame, *, range_test: bool = False) -> str:
@@ -623,6 +751,7 @@ def _result(rows: pd.DataFrame, *, range_test: bool = False) -> str:
     if fin.empty and div.empty:
         return NOT_RUN + (f" ({len(unf)} unfinished)" if len(unf) else "")
     counted = pd.concat([fin, div])
+    flagged = _flag_text(counted)
     if range_test:
         parts = []
         for _, r in counted.sort_values("run").iterrows():
@@ -635,7 +764,8 @@ def _result(rows: pd.DataFrame, *, range_test: bool = False) -> str:
             if peak is not None and not pd.isna(peak):
                 s += f", peak {_pct(float(peak))}%" + (f" at LR {float(plr):.3g}" if plr is not None and not pd.isna(plr) else "")
             parts.append(s)
-        head = "; ".join(parts) + f" (n={len(counted)})"
+        head = "; ".join(parts) + f" (n={len(counted)})" + flagged
+        flagged = ""
     else:
         v = 100 * fin["final_test_acc"].to_numpy(float)
         if len(v) >= 2:
@@ -646,7 +776,23 @@ def _result(rows: pd.DataFrame, *, range_test: bool = False) -> str:
             head = "no finished run"
         if len(div):
             head += f", {len(div)} diverged"
-    return head + tail
+    return head + flagged + tail
+
+
+def _flag_text(counted: pd.DataFrame) -> str:
+    """ " [flagged: still_improving]" (one run) / " [flagged: test_lags_train 1 of 2]": the health flags of the runs
+    behind a number (superconv.health), diverged left out (the cell counts diverged runs already)."""
+    cells = _flags(counted)
+    counts: dict[str, int] = {}
+    for c in cells:
+        for f in split_flags(c):
+            if f != "diverged":
+                counts[f] = counts.get(f, 0) + 1
+    if not counts:
+        return ""
+    if len(cells) == 1:
+        return f" [flagged: {', '.join(sorted(counts))}]"
+    return f" [flagged: {', '.join(f'{f} {k} of {len(cells)}' for f, k in sorted(counts.items()))}]"
 
 
 def _author(reference: Mapping[str, CaffeLog] | None, stem: str | None, *, peak: bool = False) -> str:
@@ -674,7 +820,7 @@ def _table(claim: Claim, verdict: Verdict, pool: pd.DataFrame, reference) -> lis
         ref = _ref(claim, where)
         cells = [label, ref.paper if ref else "-",
                  _author(reference, ref.author if ref else None, peak=claim.kind in ("range", "qualitative")),
-                 _ours(_select(pool, where), range_test=is_range), verdict_cell]
+                 _ours(_select(pool, where), range_test=is_range, metric=claim.metric), verdict_cell]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
 
     by_case = {c[0]: c for c in verdict.cases}
@@ -767,12 +913,53 @@ def _rules(claims: Sequence[Claim]) -> str:
         runs stay high, **not reproduced** if they collapse, **partly** when runs disagree, **{INCONCLUSIVE}** if
         `never_learns` (the network never learned, so the test says nothing), **not run yet** if no accuracy-mode
         range test with a verdict exists.""",
-        """**Qualitative claims** (curve shapes, loss curves) are **not judged automatically**: our numbers are
-        shown and the figure is named; read it. Out-of-scope claims say **not run yet**.""",
+        """**Qualitative claims** (curve shapes, loss curves, the Fig 5 LR estimate) are **not judged
+        automatically**: our numbers are shown (for Fig 5 each run's estimate at its start, middle, end and peak)
+        and the figure is named; read it. Out-of-scope claims say **not run yet**.""",
+        _health_rule(),
         """The paper column is the number the paper printed; the author re-run column is the final test accuracy
         of the author's own Caffe log (`Results/` of the official repository), read from the log, "-" without
         one.""",
     ])
+
+
+def _health_rule() -> str:
+    h = run_health
+    return (f"""**Run health** (`superconv.health`, decided from each run's metrics.csv; stored in summary.json,
+        computed here with the same rules for runs stored before it existed; C = classes). `test_lags_train`: an evaluation
+        lags when its test accuracy <= 1/C + {h.CHANCE_MARGIN:g} while the training accuracy around it (mean over the
+        rows since the previous evaluation, at least {h.SMOOTH_ROWS}) is >= test + {h.LAG_GAP:g}; flagged when the
+        final evaluation lags or an unbroken stretch of >= {h.LAG_MIN_EVALS} lagging evaluations holds >=
+        {h.LAG_MIN_SHARE:.0%} of them (BatchNorm running statistics lagging the weights). `never_learns`: the
+        running mean of the training loss over {h.SMOOTH_ROWS} rows never falls below ln C - {h.NEVER_LEARNS_MARGIN:g}.
+        `diverged`: the run stopped at a non-finite loss. `still_improving`: over the evaluations in the last
+        {h.STILL_TAIL:.0%} of the run while the LR stays within x{h.STEADY_LR_RATIO:g} of its final value without
+        rising (>= {h.STILL_MIN_EVALS} of them), the least-squares line of the test accuracy rises >= {h.STILL_RISE:g}
+        per {h.STILL_TAIL:.0%} of the run; not judged while the LR still moves at the end (CLR's anneal, range
+        tests). A flagged run still counts as a result: its cell names the flags next to its number ("[flagged:
+        ...]", diverged runs are counted there already) and a verdict resting on flagged runs says so in its
+        detail ("rests on flagged runs").""")
+
+
+def _health_lines(summaries: pd.DataFrame) -> list[str]:
+    """The "Run health" section: every flagged run with why, and how many runs were checked and how."""
+    if summaries.empty or HEALTH_COL not in summaries:
+        return ["No runs yet."]
+    checked = summaries[summaries[HEALTH_COL].map(lambda c: isinstance(c, str))]
+    if checked.empty:
+        return ["No finished run to check."]
+    src = checked[HEALTH_SRC_COL].value_counts().to_dict() if HEALTH_SRC_COL in checked else {}
+    head = (f"{len(checked)} finished run{'s' if len(checked) != 1 else ''} checked ("
+            + ", ".join(f"{n} {k}" for k, n in sorted(src.items())) + "; the rules are under Verdict rules).")
+    flagged = checked[checked[HEALTH_COL].map(lambda c: bool(split_flags(c)))]
+    if flagged.empty:
+        return [head + " No run is flagged."]
+    out = [head + " Flagged:", ""]
+    for _, r in flagged.sort_values(["experiment", "run"]).iterrows():
+        why = r.get(HEALTH_WHY_COL)
+        out.append(f"- `{r['experiment']}/{r['run']}`: **{', '.join(split_flags(r[HEALTH_COL]))}**"
+                   + (f" ({why})" if isinstance(why, str) and why else ""))
+    return out
 
 
 CAVEATS = f"""\
@@ -906,7 +1093,7 @@ def render_report(summaries: pd.DataFrame, reference: Mapping[str, CaffeLog] | N
         counts = summaries["experiment"].value_counts().to_dict()
         out += ["Results that no claim judges (see their figures): "
                 + ", ".join(f"`{e}` ({counts[e]} run{'s' if counts[e] != 1 else ''})" for e in others) + ".", ""]
-    out += ["## Figures", ""]
+    out += ["## Run health", ""] + _health_lines(summaries) + ["", "## Figures", ""]
     pngs = sorted({Path(f) for f in figures if Path(f).suffix.lower() == ".png"}, key=lambda p: _rel(p, out_dir))
     if not pngs:
         out += ["No figures were given.", ""]

@@ -58,8 +58,8 @@ def test_claims_are_well_formed():
         assert set(c.experiments) <= known, c.id  # the experiment names the figures use
         if c.kind in ("better", "not_better"):
             assert c.a is not None and c.b is not None
-    assert BY_ID["fig5_hessian_free"].kind == "out_of_scope"
-    assert judge(BY_ID["fig5_hessian_free"], fig1a([0.9], [0.9])).label == "not run yet"
+    assert BY_ID["fig5a_lr_estimate"].kind == "qualitative" and BY_ID["fig5a_lr_estimate"].metric == "lr_estimate"
+    assert judge(BY_ID["fig5a_lr_estimate"], fig1a([0.9], [0.9])).label == "not run yet"
 
 
 # ------------------------------------------------------------------------------ "A beats B"

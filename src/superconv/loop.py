@@ -4,7 +4,9 @@ Knows nothing of Hydra: `superconv.train` builds the pieces and hands them over 
 Per iteration the loop sets the schedule's LR and momentum, draws a batch by index from the tensors
 already on the device, augments it in one batched operation and takes one optimizer step. The loss
 and the number of correct predictions stay on the device until a flush (every `log_every` iterations,
-at evaluations and checkpoints), so that a CUDA run does not wait for the host at each step.
+at evaluations and checkpoints), so that a CUDA run does not wait for the host at each step. The optional
+Hessian-free LR estimate (`train.lr_estimate_every`, superconv.lr_estimate) is computed on the device inside
+the step too, and its values are buffered and flushed with the same rows.
 
 Row convention: `iteration` counts completed updates (1-based), `lr`/`momentum` are the values used
 by that update, and test metrics on a row were measured after it, as the Caffe logs do
@@ -26,6 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import checkpoint
+from .lr_estimate import LREstimate
 from .optim import set_hparams
 from .results import MetricsWriter, RunDir
 from .sampling import Augment, BatchOrder
@@ -60,6 +63,7 @@ class Parts:
     seed: int
     step_model: torch.nn.Module | None = None  # the model the training step calls (torch.compile'd); None: model
     # (compared with `is None`: a compiled module refuses bool(), which asks its len())
+    lr_estimate: LREstimate | None = None  # the Hessian-free LR estimate (train.lr_estimate_every); None: off
 
 
 @dataclass
@@ -145,18 +149,23 @@ def evaluate(model, x, y, augment: Augment, batch_size: int, amp_dtype, device) 
     return loss_sum.item() / len(x), correct.item() / len(x)
 
 
-def train_iteration(p: Parts, it: int, gen: torch.Generator) -> tuple[float, float, torch.Tensor, torch.Tensor, int]:
+def train_iteration(p: Parts, it: int, gen: torch.Generator
+                    ) -> tuple[float, float, torch.Tensor, torch.Tensor, int, torch.Tensor | None]:
     """Iteration `it` (0-based) of the training path: schedule values, batch indices, batched augmentation,
     one optimizer step. `run_loop` and `superconv.bench` both call this, so the benchmark times exactly
-    what training runs. Returns (lr, momentum, loss, correct, batch size); loss and correct stay on the device.
+    what training runs. Returns (lr, momentum, loss, correct, batch size, LR estimate); loss and correct stay
+    on the device, and so does the LR estimate (None when off or when no window closed at this update).
     """
     lr, momentum = p.schedule.lr(it), p.schedule.momentum(it)
     set_hparams(p.optimizer, lr, momentum)
     idx = p.order.next_indices().to(p.device, non_blocking=True)
     xb = p.augment.train(p.train_x[idx], gen).contiguous(memory_format=torch.channels_last)
     model = p.model if p.step_model is None else p.step_model
+    if p.lr_estimate is not None:
+        p.lr_estimate.before_step(it)
     loss, correct = train_step(model, p.optimizer, xb, p.train_y[idx], p.amp_dtype, p.device)
-    return lr, momentum, loss, correct, len(idx)
+    estimate = p.lr_estimate.after_step(it + 1, lr) if p.lr_estimate is not None else None
+    return lr, momentum, loss, correct, len(idx), estimate
 
 
 def run_loop(p: Parts, s: Settings, store: RunDir, logger, resume: dict | None) -> Outcome:
@@ -172,12 +181,14 @@ def run_loop(p: Parts, s: Settings, store: RunDir, logger, resume: dict | None) 
         gen.set_state(resume["aug_rng"])
         checkpoint.set_rng_state(resume["rng"])
         start, counters = resume["iteration"], dict(resume["counters"])
+        if p.lr_estimate is not None and resume.get("lr_estimate") is not None:
+            p.lr_estimate.load_state_dict(resume["lr_estimate"])
 
     n_train, total = len(p.train_x), s.iterations
     writer = MetricsWriter(store.metrics)
     bar = tqdm(total=total, initial=start, desc=s.desc, unit="it", disable=not s.progress,
                file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
-    pending: list[tuple] = []  # (iteration, lr, momentum, loss tensor, correct tensor, batch size)
+    pending: list[tuple] = []  # (iteration, lr, momentum, loss tensor, correct tensor, batch size, estimate)
     last_row: dict = {}  # the last row written with a finite loss
     t_session = time.perf_counter()
     eval_s = 0.0
@@ -187,7 +198,8 @@ def run_loop(p: Parts, s: Settings, store: RunDir, logger, resume: dict | None) 
     def state_at(iteration: int) -> dict:
         return {"iteration": iteration, "model": p.model.state_dict(), "optimizer": p.optimizer.state_dict(),
                 "order": p.order.state_dict(), "aug_rng": gen.get_state(), "rng": checkpoint.rng_state(),
-                "counters": counters}
+                "counters": counters,
+                "lr_estimate": None if p.lr_estimate is None else p.lr_estimate.state_dict()}
 
     def timing() -> tuple[float, float]:
         wall = time.perf_counter() - t_session
@@ -196,9 +208,9 @@ def run_loop(p: Parts, s: Settings, store: RunDir, logger, resume: dict | None) 
     try:
         with _SignalFlag() as flag:
             for it in range(start, total):
-                lr, momentum, loss, correct, bs = train_iteration(p, it, gen)
+                lr, momentum, loss, correct, bs, estimate = train_iteration(p, it, gen)
                 done = it + 1
-                pending.append((done, lr, momentum, loss, correct, bs))
+                pending.append((done, lr, momentum, loss, correct, bs, estimate))
                 counters["images_seen"] += bs
                 images_session += bs
                 bar.update(1)
@@ -266,13 +278,18 @@ def _rate(images: int, seconds: float) -> float:
 
 
 def _materialize(pending: list[tuple], n_train: int) -> tuple[list[dict], int | None]:
-    """Turn buffered device scalars into CSV rows (one host sync); cut at the first non-finite loss."""
-    losses = torch.stack([t[3] for t in pending]).float().cpu().tolist()
+    """Turn buffered device scalars into CSV rows (one host sync); cut at the first non-finite loss.
+    The LR estimate (when on) comes back in the same transfer as the losses; an undefined one is None."""
+    estimates = [t[6] for t in pending if t[6] is not None]
+    floats = torch.stack([t[3].float() for t in pending] + [e.float() for e in estimates]).cpu().tolist()
+    losses, est_values = floats[:len(pending)], iter(floats[len(pending):])
     corrects = torch.stack([t[4] for t in pending]).cpu().tolist()
     rows = []
-    for (done, lr, momentum, _, _, bs), loss, correct in zip(pending, losses, corrects):
+    for (done, lr, momentum, _, _, bs, est), loss, correct in zip(pending, losses, corrects):
+        est = next(est_values) if est is not None else None
         if not math.isfinite(loss):
             return rows, done
         rows.append({"iteration": done, "epoch": done * bs / n_train, "lr": lr, "momentum": momentum,
-                     "train/loss": loss, "train/acc": correct / bs})
+                     "train/loss": loss, "train/acc": correct / bs,
+                     "lr_estimate": est if est is not None and math.isfinite(est) else None})
     return rows, None

@@ -23,7 +23,12 @@ from pathlib import Path
 
 import yaml
 
-METRIC_COLUMNS = ("iteration", "epoch", "lr", "momentum", "train/loss", "train/acc", "test/loss", "test/acc")
+METRIC_COLUMNS = ("iteration", "epoch", "lr", "momentum", "train/loss", "train/acc", "test/loss", "test/acc",
+                  "lr_estimate")
+# Columns added after runs were already stored: a metrics.csv whose header ends before them (one written before
+# they existed) still reads, with None in them. lr_estimate: superconv.lr_estimate (train.lr_estimate_every),
+# empty on every row when off.
+OPTIONAL_COLUMNS = ("lr_estimate",)
 
 
 class StoreError(ValueError):
@@ -122,19 +127,23 @@ class MetricsWriter:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """Rows of a metrics.csv as dicts of floats (None for empty cells; `iteration` as int)."""
+    """Rows of a metrics.csv as dicts of floats (None for empty cells; `iteration` as int). Every row has every
+    key of METRIC_COLUMNS: a file written before an OPTIONAL_COLUMNS column existed gives None there."""
     path = Path(path)
+    older = METRIC_COLUMNS[:len(METRIC_COLUMNS) - len(OPTIONAL_COLUMNS)]
     try:
         with open(path, encoding="utf-8", newline="") as f:
             reader = csv.reader(f)
             header = next(reader, None)
-            if header is None or tuple(header) != METRIC_COLUMNS:
+            if header is None or tuple(header) not in (METRIC_COLUMNS, older):
                 raise StoreError(f"{path}: header is {header}, expected {','.join(METRIC_COLUMNS)}")
+            columns = tuple(header)
             rows = []
             for line_no, values in enumerate(reader, start=2):
-                if len(values) != len(METRIC_COLUMNS):
-                    raise StoreError(f"{path}:{line_no}: {len(values)} fields, expected {len(METRIC_COLUMNS)}")
-                row = {c: (float(v) if v != "" else None) for c, v in zip(METRIC_COLUMNS, values)}
+                if len(values) != len(columns):
+                    raise StoreError(f"{path}:{line_no}: {len(values)} fields, expected {len(columns)}")
+                row = dict.fromkeys(METRIC_COLUMNS)
+                row.update({c: (float(v) if v != "" else None) for c, v in zip(columns, values)})
                 row["iteration"] = int(row["iteration"])
                 rows.append(row)
     except OSError as e:

@@ -6,9 +6,11 @@
         train.iterations=200 train.eval_every=50    # ~1.5 min on a 2-core CPU, real CIFAR-10
 
 Output: one directory `<paths.results_dir>/<experiment_name>/<override_dirname or "default">/` with
-config.yaml, metrics.csv, summary.json and DONE (see superconv.results). Ad-hoc runs go to the gitignored
-`outputs/adhoc/`; experiment configs write to `results/`. Rerunning a finished configuration does nothing;
-rerunning an interrupted one resumes from its checkpoint.
+config.yaml, metrics.csv, summary.json and DONE (see superconv.results). The summary's `health` holds the
+flags superconv.health decides from metrics.csv (test_lags_train, never_learns, diverged, still_improving);
+`train.lr_estimate_every=k` adds the Hessian-free LR estimate (superconv.lr_estimate) to metrics.csv.
+Ad-hoc runs go to the gitignored `outputs/adhoc/`; experiment configs write to `results/`. Rerunning a
+finished configuration does nothing; rerunning an interrupted one resumes from its checkpoint.
 
 Exit codes: 0 completed, diverged or already done; 2 bad input (one line on stderr, nothing written);
 128+signal when stopped by SIGTERM/SIGINT (a checkpoint was written: rerun to resume).
@@ -21,10 +23,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import checkpoint, cli
+from . import checkpoint, cli, health
+from .config import ConfigError
 from .loggers import make_logger
 from .loop import Outcome, Settings, run_loop
-from .results import finite_or_none
+from .lr_estimate import LREstimate, check_every
+from .results import finite_or_none, read_metrics
 from .session import Setup, finish, load_config, open_store, prepare, provenance
 
 
@@ -45,11 +49,17 @@ def run(cfg, command: str | None = None, *, job_type: str = "train",
         print(f"superconv: {done.path} is already done; nothing to do", file=sys.stderr)
         return done.read_summary()
     tr = c["train"]
+    try:
+        every = check_every(tr.get("lr_estimate_every"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     started = time.time()
     s = prepare(c, iterations=tr["iterations"], schedule_cfg=c["schedule"])
     resume = checkpoint.load(s.store.checkpoint)
 
     parts = s.parts()
+    if every is not None:
+        parts.lr_estimate = LREstimate(parts.model.parameters(), every)
     settings = Settings(iterations=tr["iterations"], eval_every=tr["eval_every"],
                         eval_batch_size=tr["eval_batch_size"], log_every=tr["log_every"],
                         checkpoint_every=tr["checkpoint_every"], progress=tr["progress"],
@@ -84,6 +94,7 @@ def run(cfg, command: str | None = None, *, job_type: str = "train",
         summary["diverged_at"] = out.diverged_at
         summary["last_finite"] = {k: finite_or_none(v) if isinstance(v, float) else v
                                   for k, v in out.last_finite.items()}
+    summary["health"] = health.assess(read_metrics(s.store.metrics), s.split.num_classes, out.status).to_json()
     if analyze is not None:
         summary.update(analyze(s, out))
     finish(s, summary)

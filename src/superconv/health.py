@@ -1,0 +1,194 @@
+"""Run health: flags decided from a run's metrics.csv alone, so that a run that "trained" while its test accuracy
+sat at chance, or one stopped while still climbing, is named next to its number instead of noticed by a person.
+
+`assess(rows, num_classes, status)` takes the rows of `superconv.results.read_metrics` (or dicts with the same
+keys; None or NaN for an empty cell), the number of classes and the run's status, and returns a `Health`:
+the flags raised, a sentence for each saying why, and the checks that could not be made. `superconv.train`
+writes it into summary.json (`health`); `paper_figures.report` computes it for runs stored before it existed.
+
+The rules (C = number of classes; chance accuracy 1/C, chance loss ln C):
+
+- `test_lags_train`: the test accuracy sits near chance while the network fits its training batches, as when
+  BatchNorm running statistics lag the weights (PyTorch BN momentum 1e-3 or 1e-4 without bias correction:
+  the statistics used at test time are still mostly their initial 0 / 1), or the model is evaluated in the
+  wrong mode. An evaluation *lags* when its test accuracy <= 1/C + CHANCE_MARGIN and the training accuracy
+  around it (the mean of train/acc over the rows since the previous evaluation, at least the last
+  SMOOTH_ROWS rows) >= test accuracy + LAG_GAP. Flagged when the final evaluation lags, or when the longest
+  unbroken stretch of lagging evaluations holds >= LAG_MIN_EVALS evaluations and >= LAG_MIN_SHARE of all the
+  run's evaluations.
+- `never_learns`: the training loss never falls below chance: its running mean over SMOOTH_ROWS consecutive
+  rows (all rows when fewer) stays >= ln C - NEVER_LEARNS_MARGIN throughout.
+- `diverged`: the run's status is `diverged` (recorded by the loop at the first non-finite loss).
+- `still_improving`: the test accuracy is still rising steeply where the run stops while the LR no longer
+  moves, so the final number is a point on a climb, not the run's result. The stretch examined: the
+  evaluations in the last STILL_TAIL of the run's iterations during which the LR stayed within a factor
+  STEADY_LR_RATIO of its final value without rising (PC-LR's last step, a constant LR). Flagged when it holds
+  >= STILL_MIN_EVALS evaluations and the least-squares line through their test accuracies rises by >=
+  STILL_RISE over STILL_TAIL of the run. Not judged when the LR still falls at the end (CLR's and 1cycle's
+  final descent: the rise there is the schedule's anneal, which is what the schedule is, not a run cut short)
+  or rises (a range test), and with fewer evaluations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["FLAGS", "CHANCE_MARGIN", "LAG_GAP", "LAG_MIN_EVALS", "LAG_MIN_SHARE", "NEVER_LEARNS_MARGIN",
+           "SMOOTH_ROWS", "STILL_TAIL", "STEADY_LR_RATIO", "STILL_MIN_EVALS", "STILL_RISE", "NUM_CLASSES",
+           "RULES_VERSION", "Health", "assess", "rule_test_lags_train", "rule_never_learns", "rule_still_improving",
+           "num_classes_of"]
+
+FLAGS = ("test_lags_train", "never_learns", "diverged", "still_improving")
+RULES_VERSION = 1  # stored with the flags: a later change of the rules can tell old verdicts apart
+
+CHANCE_MARGIN = 0.10  # "near chance": test accuracy <= 1/C + 0.10 (CIFAR-10: 20%)
+LAG_GAP = 0.20  # training accuracy >= test accuracy + 0.20 (20 percentage points)
+LAG_MIN_EVALS = 2  # a stretch of lagging evaluations: at least 2 in a row...
+LAG_MIN_SHARE = 0.25  # ...and at least a quarter of the run's evaluations
+NEVER_LEARNS_MARGIN = 0.10  # nats below ln C the smoothed training loss must reach once
+SMOOTH_ROWS = 10  # rows in a running mean of the per-batch training loss / accuracy
+STILL_TAIL = 0.20  # the end of a run: its last 20% of iterations
+STEADY_LR_RATIO = 1.25  # LR within x1.25 of its final value (and not rising) = steady
+STILL_MIN_EVALS = 3  # evaluations needed in the steady end stretch to fit a slope
+STILL_RISE = 0.04  # rise of the fitted line over STILL_TAIL of the run: 4 percentage points (at mini scale the
+#   noise of that fit, 8 evaluations on 2000 test images, is ~2 pp: committed PC-LR runs give -0.013 to +0.015)
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10}  # data.name -> classes (synthetic: its default)
+
+
+@dataclass(frozen=True)
+class Health:
+    flags: tuple[str, ...] = ()
+    why: dict = field(default_factory=dict)  # flag -> sentence
+    not_judged: dict = field(default_factory=dict)  # check -> why it could not be made
+
+    def to_json(self) -> dict:
+        return {"flags": list(self.flags), "why": dict(self.why), "not_judged": dict(self.not_judged),
+                "rules_version": RULES_VERSION}
+
+
+def num_classes_of(dataset) -> int | None:
+    return NUM_CLASSES.get(dataset) if isinstance(dataset, str) else None
+
+
+def _val(row: Mapping, key: str) -> float | None:
+    v = row.get(key)
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def _sorted(rows: Sequence[Mapping]) -> list[Mapping]:
+    return sorted(rows, key=lambda r: int(r["iteration"]))
+
+
+# ------------------------------------------------------------------------------ the rules
+def rule_test_lags_train(rows: Sequence[Mapping], num_classes: int) -> tuple[bool, str]:
+    """(flagged, why): see the module docstring."""
+    rows = _sorted(rows)
+    its = [int(r["iteration"]) for r in rows]
+    evals = [i for i, r in enumerate(rows) if _val(r, "test/acc") is not None]
+    if not evals:
+        return False, "no test evaluation"
+    chance = 1.0 / num_classes
+    lag, prev = [], -1
+    for i in evals:
+        lo = min(prev + 1, max(0, i - SMOOTH_ROWS + 1))
+        train = _mean([v for r in rows[lo:i + 1] if (v := _val(r, "train/acc")) is not None])
+        test = _val(rows[i], "test/acc")
+        lag.append(train is not None and test <= chance + CHANCE_MARGIN and train >= test + LAG_GAP)
+        prev = i
+    best, cur, best_end = 0, 0, -1
+    for k, x in enumerate(lag):
+        cur = cur + 1 if x else 0
+        if cur > best:
+            best, best_end = cur, k
+    last = rows[evals[-1]]
+    final = (f"final evaluation (iteration {its[evals[-1]]}) at test accuracy {_val(last, 'test/acc'):.3f}"
+             f" (chance {chance:.3f})")
+    if lag[-1]:
+        return True, f"{final} while the training batches are fit {LAG_GAP:.2f}+ better"
+    if best >= LAG_MIN_EVALS and best >= LAG_MIN_SHARE * len(lag):
+        a, b = its[evals[best_end - best + 1]], its[evals[best_end]]
+        return True, (f"test accuracy <= chance + {CHANCE_MARGIN:.2f} with the training accuracy {LAG_GAP:.2f}+ "
+                      f"above it at {best} evaluations in a row (iterations {a}-{b}, {best} of {len(lag)})")
+    return False, f"longest lagging stretch {best} of {len(lag)} evaluations; {final}"
+
+
+def rule_never_learns(rows: Sequence[Mapping], num_classes: int) -> tuple[bool, str]:
+    """(flagged, why): see the module docstring."""
+    losses = [v for r in _sorted(rows) if (v := _val(r, "train/loss")) is not None]
+    if not losses:
+        return False, "no training loss"
+    w = min(SMOOTH_ROWS, len(losses))
+    run = sum(losses[:w])
+    best = run / w
+    for i in range(w, len(losses)):
+        run += losses[i] - losses[i - w]
+        best = min(best, run / w)
+    floor = math.log(num_classes) - NEVER_LEARNS_MARGIN
+    text = (f"lowest training loss (mean of {w} rows) {best:.3f} vs chance ln {num_classes} = "
+            f"{math.log(num_classes):.3f}")
+    return best >= floor, text
+
+
+def rule_still_improving(rows: Sequence[Mapping]) -> tuple[bool | None, str]:
+    """(flagged, why); flagged None when the check does not apply (see the module docstring)."""
+    rows = [r for r in _sorted(rows) if _val(r, "lr") is not None]
+    if not rows:
+        return None, "no rows"
+    last_it = int(rows[-1]["iteration"])
+    final_lr = _val(rows[-1], "lr")
+    k = len(rows) - 1
+    while k > 0 and final_lr / STEADY_LR_RATIO <= _val(rows[k - 1], "lr") <= final_lr * STEADY_LR_RATIO:
+        k -= 1
+    steady_lr = _val(rows[k], "lr")
+    if final_lr > steady_lr * (1 + 1e-9):
+        return None, f"LR still rising at the end ({steady_lr:.3g} -> {final_lr:.3g}): a range test"
+    start = max(int(rows[k]["iteration"]), last_it * (1.0 - STILL_TAIL))
+    pts = [(int(r["iteration"]), _val(r, "test/acc")) for r in rows
+           if int(r["iteration"]) >= start and _val(r, "test/acc") is not None]
+    if len(pts) < STILL_MIN_EVALS:
+        if int(rows[k]["iteration"]) > last_it * (1.0 - STILL_TAIL):
+            why = (f"LR steady (within x{STEADY_LR_RATIO:g} of its final {final_lr:.3g}) only from iteration "
+                   f"{int(rows[k]['iteration'])} of {last_it}")
+        else:
+            why = f"{len(pts)} evaluations in the last {STILL_TAIL:.0%} of the run"
+        return None, f"{why}: fewer than {STILL_MIN_EVALS} evaluations to fit"
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+    rise = slope * STILL_TAIL * last_it
+    text = (f"test accuracy over the last {len(pts)} evaluations at LR {final_lr:.3g} (iterations {xs[0]}-{xs[-1]}) "
+            f"rises {rise:+.3f} per {STILL_TAIL:.0%} of the run")
+    return rise >= STILL_RISE, text
+
+
+def assess(rows: Sequence[Mapping], num_classes: int, status: str = "completed") -> Health:
+    """Every flag of one run (see the module docstring)."""
+    flags, why, not_judged = [], {}, {}
+    hit, text = rule_test_lags_train(rows, num_classes)
+    if hit:
+        flags.append("test_lags_train")
+        why["test_lags_train"] = text
+    hit, text = rule_never_learns(rows, num_classes)
+    if hit:
+        flags.append("never_learns")
+        why["never_learns"] = text
+    if status == "diverged":
+        flags.append("diverged")
+        why["diverged"] = "the run stopped at a non-finite training loss"
+    hit, text = rule_still_improving(rows)
+    if hit is None:
+        not_judged["still_improving"] = text
+    elif hit:
+        flags.append("still_improving")
+        why["still_improving"] = text
+    return Health(tuple(flags), why, not_judged)
