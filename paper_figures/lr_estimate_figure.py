@@ -27,8 +27,8 @@ from .caffe_log import CaffeLog
 from .curve_figures import _missing_note, spans_scales, with_scale
 
 SPEC = registry.LR_ESTIMATE[0]
-PANELS = (("fig5a_lr_estimate", "(a) first 300 iterations of the Fig 1a CLR run"),
-          ("fig5b_lr_estimate", "(b) 10k iterations: constant LR 0.1 vs CLR 0.1-3"))
+PANELS = (("fig5a_lr_estimate", "(a) the first 300 iterations of the Fig 1a CLR run (LR 0.1-0.27)"),
+          ("fig5b_lr_estimate", "(b) constant LR 0.1 vs CLR 0.1-3 (paper: 10k iterations)"))
 LABELS = {"range_test": "clr, first 300 it"}  # fig5a's schedule: the first 300 iterations of the CLR triangle
 TABLE_COLUMNS = ["experiment", "curve", "run", "iterations", "start", "start_it", "middle", "middle_it", "end",
                  "end_it", "peak", "peak_it"]

@@ -68,6 +68,22 @@ def test_aggregation_over_weights_of_different_curvature():
     assert estimate(lr, t0, t1, t2) != pytest.approx(float(elementwise(lr, t0, t1, t2).mean()), rel=1e-3)
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_pure_gradient_noise_gives_a_fixed_multiple_of_the_lr(momentum):
+    """Gradients that are pure noise (no curvature): with momentum mu the estimate tends to lr / sqrt(2 (1 - mu)),
+    2.24 lr at mu = 0.9: the value a noise-dominated run shows (docstring)."""
+    g = torch.Generator().manual_seed(2)
+    p = [torch.nn.Parameter(torch.zeros(20_000))]
+    opt = torch.optim.SGD(p, lr=0.1, momentum=momentum)
+    est = LREstimate(p, every=1)
+    for it in range(300):
+        est.before_step(it)
+        p[0].grad = torch.randn(20_000, generator=g)
+        opt.step()
+        v = est.after_step(it + 1, 0.1)
+    assert float(v) == pytest.approx(0.1 / math.sqrt(2 * (1 - momentum)), rel=0.03)
+
+
 # ------------------------------------------------------------------------------ by hand
 THETA = ([1.0, 2.0, -1.0], [0.5, 2.5, -1.0], [0.25, 2.0, -0.5])  # three iterates of three weights
 
