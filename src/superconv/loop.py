@@ -215,8 +215,11 @@ def run_loop(p: Parts, s: Settings, store: RunDir, logger, resume: dict | None) 
                 images_session += bs
                 bar.update(1)
 
+                # The flag is read once per iteration: a signal arriving between the checkpoint decision and the
+                # exit below would otherwise stop the run without the checkpoint it was promised.
+                stop = flag.signum
                 eval_now = done % s.eval_every == 0 or done == total
-                ckpt_now = (done % s.checkpoint_every == 0 and done < total) or flag.signum is not None
+                ckpt_now = (done % s.checkpoint_every == 0 and done < total) or stop is not None
                 if not (eval_now or ckpt_now or len(pending) >= s.log_every):
                     continue
 
@@ -259,8 +262,8 @@ def run_loop(p: Parts, s: Settings, store: RunDir, logger, resume: dict | None) 
                     wall_s, train_s = timing()
                     checkpoint.save(store.checkpoint, state_at(done) | {
                         "counters": counters | {"wall_s": wall_s, "train_s": train_s}})
-                if flag.signum is not None:
-                    raise Interrupted(flag.signum)
+                if stop is not None:
+                    raise Interrupted(stop)
     finally:
         bar.close()
         writer.close()
