@@ -514,7 +514,12 @@ def _protocol_keys(rows: pd.DataFrame) -> list:
 
 
 def _scale_sds(summaries: pd.DataFrame) -> dict[str, SeedSd | None]:
-    """The seed sd of every scale, each from all of that scale's runs in the store (`judging.seed_sd`)."""
+    """The seed sd of every scale, each from that scale's runs of the study (`judging.seed_sd`): runs of
+    experiments some claim judges. Checks outside the study (precision_check: a 10-epoch ResNet-20 labelled
+    paper scale because it sets its own lengths) say nothing about the noise of that scale's comparisons."""
+    judged = {e for c in CLAIMS for e in c.experiments}
+    if "experiment" in summaries:
+        summaries = summaries[summaries["experiment"].isin(judged)]
     return {s: seed_sd(part, s) for s, part in by_scale(summaries)}
 
 

@@ -479,6 +479,11 @@ def test_the_scale_seed_sd_sets_the_noise():
     other = frame(*base.to_dict("records"), run("fig9a_batch", 0.80, seed=0, **MINI),
                   run("fig9a_batch", 0.84, seed=1, **MINI))
     assert dict(judge(claim, other).scales or [("paper", judge(claim, other))])["paper"].label == "reproduced"
+    # ... and so does a check outside the study (an experiment no claim judges) at the same scale
+    check = frame(*base.to_dict("records"), run("precision_check", 0.80, seed=0, batch_size=250),
+                  run("precision_check", 0.84, seed=1, batch_size=250))
+    v = judge(claim, check)
+    assert v.label == "reproduced" and "paper seed sd 0.07 pp (2 groups)" in v.detail
 
 
 def test_scale_descriptions_are_read_from_the_runs(tmp_path):
