@@ -251,3 +251,17 @@ def test_resume_with_the_metric_on_gives_the_same_metrics(run_cli, tmp_path):
     assert sum(r["lr_estimate"] is not None for r in read_metrics(metrics)) == 39
     summary = json.loads((metrics.parent / "summary.json").read_text())
     assert "health" in summary and "flags" in summary["health"]
+
+
+def test_every_path_that_builds_a_run_gets_the_estimate(synthetic_data_dir, tmp_path):
+    """session.Setup.parts attaches it, so superconv.train and `bench --set train.lr_estimate_every=k` (which
+    times what training runs) both carry it; off by default."""
+    from superconv.bench import _compose
+    from superconv.session import prepare
+
+    base = [f"paths.data_dir={synthetic_data_dir}", f"paths.results_dir={tmp_path}", "data=synthetic",
+            "scale=smoke", "train.device=cpu"]
+    for extra, on in (([], False), (["train.lr_estimate_every=4"], True)):
+        c = _compose(base + extra)
+        parts = prepare(c, iterations=c["train"]["iterations"], schedule_cfg=c["schedule"]).parts()
+        assert (parts.lr_estimate is not None) == on

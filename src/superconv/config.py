@@ -16,6 +16,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from .lr_estimate import check_every
 from .models.resnet import check_args
 from .optim import check_cfg
 from .schedules import build_schedule
@@ -172,6 +173,7 @@ def validate(cfg: Mapping) -> None:
                    m["bn_group"])
         check_cfg(cfg["optim"])
         build_schedule(cfg["schedule"], cfg["train"]["iterations"], cfg["optim"]["momentum"])
+        check_every(cfg["train"].get("lr_estimate_every"))
     except ValueError as e:
         raise ConfigError(str(e)) from None
     _choice(cfg, "logger.name", ("none", "wandb"))

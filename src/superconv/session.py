@@ -24,6 +24,7 @@ from .allocator import keep_freed_memory
 from .config import ConfigError, identity, validate
 from .data import DataError, Split, load_dataset
 from .loop import Parts
+from .lr_estimate import LREstimate
 from .models.resnet import build_resnet
 from .optim import build_optimizer
 from .results import RunDir, StoreError, truncate_metrics
@@ -171,7 +172,12 @@ class Setup:
                      train_x=self.split.train_x, train_y=self.split.train_y, test_x=self.split.test_x,
                      test_y=self.split.test_y, eval_x=self.eval_x, eval_y=self.eval_y, augment=self.augment,
                      order=self.order, device=self.device, amp_dtype=self.amp_dtype, seed=self.c["seed"],
-                     step_model=self.step_model)
+                     step_model=self.step_model, lr_estimate=self._lr_estimate())
+
+    def _lr_estimate(self) -> LREstimate | None:
+        """The Hessian-free LR estimate when `train.lr_estimate_every` asks for it (bench times it too)."""
+        every = self.c["train"].get("lr_estimate_every")
+        return LREstimate(self.model.parameters(), every) if every else None
 
 
 def prepare(c: dict, *, iterations: int, schedule_cfg: Mapping) -> Setup:

@@ -24,10 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import checkpoint, cli, health
-from .config import ConfigError
 from .loggers import make_logger
 from .loop import Outcome, Settings, run_loop
-from .lr_estimate import LREstimate, check_every
 from .results import finite_or_none, read_metrics
 from .session import Setup, finish, load_config, open_store, prepare, provenance
 
@@ -49,17 +47,11 @@ def run(cfg, command: str | None = None, *, job_type: str = "train",
         print(f"superconv: {done.path} is already done; nothing to do", file=sys.stderr)
         return done.read_summary()
     tr = c["train"]
-    try:
-        every = check_every(tr.get("lr_estimate_every"))
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
     started = time.time()
     s = prepare(c, iterations=tr["iterations"], schedule_cfg=c["schedule"])
     resume = checkpoint.load(s.store.checkpoint)
 
     parts = s.parts()
-    if every is not None:
-        parts.lr_estimate = LREstimate(parts.model.parameters(), every)
     settings = Settings(iterations=tr["iterations"], eval_every=tr["eval_every"],
                         eval_batch_size=tr["eval_batch_size"], log_every=tr["log_every"],
                         checkpoint_every=tr["checkpoint_every"], progress=tr["progress"],
