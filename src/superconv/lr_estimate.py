@@ -190,6 +190,8 @@ class LREstimate:
     def after_step(self, done: int, lr: float) -> torch.Tensor | None:
         """Advance the open windows with the weights after `done` updates (`lr`: the LR of that update);
         return the EMA when a window closed."""
+        if not self.windows:  # most steps with every > 2: nothing to do
+            return None
         params = [p.detach() for p in self.params]
         out = None
         for w in list(self.windows):

@@ -74,9 +74,11 @@ class GroupBatchNorm2d(nn.Module):
         """The mean and variance the test-time network normalises with."""
         if self.stats == "torch":
             return self.running_mean, self.running_var
-        if self.weight_sum.item() == 0:  # untrained: nn.BatchNorm2d's initial statistics (module docstring)
-            return torch.zeros_like(self.mean_sum), torch.ones_like(self.var_sum)
-        return self.mean_sum / self.weight_sum, self.var_sum / self.weight_sum
+        # untrained (W = 0): nn.BatchNorm2d's initial statistics (module docstring). `where`, not `.item()`: no
+        # host sync per BN layer per evaluation batch on CUDA
+        untrained = self.weight_sum == 0
+        w = torch.where(untrained, 1.0, self.weight_sum)
+        return (torch.where(untrained, 0.0, self.mean_sum / w), torch.where(untrained, 1.0, self.var_sum / w))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
