@@ -107,12 +107,6 @@ class Attempt:
     record: dict = field(default_factory=dict)
 
 
-def _src_on_path() -> None:
-    src = str(ROOT / "src")
-    if src not in sys.path:
-        sys.path.insert(0, src)
-
-
 # ---------------------------------------------------------------- the list
 
 
@@ -190,7 +184,6 @@ def plan(entries: list[Entry], out: Path, extra: list[str]) -> list[Planned]:
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    _src_on_path()
     from superconv.config import CONF_DIR, ConfigError, identity, validate
     from superconv.session import plain
 
@@ -252,7 +245,6 @@ def plan(entries: list[Entry], out: Path, extra: list[str]) -> list[Planned]:
 
 def refresh(p: Planned) -> None:
     """Read a run's status from its directory: done (DONE), partial (a checkpoint), todo."""
-    _src_on_path()
     from superconv.checkpoint import CheckpointError, load
     from superconv.results import RunDir
 
@@ -288,7 +280,6 @@ def select(runs: list[Planned], only: list[str]) -> list[Planned]:
 
 def device_name(extra: list[str]) -> str:
     """The device the runs will use, as superconv describes it ("cuda: NVIDIA H200", "cpu: ...")."""
-    _src_on_path()
     import torch
 
     from superconv.session import describe_device

@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def worker(args) -> None:
     """One process of a level: warm up, say so, wait for the window, count steps in it."""
-    sys.path.insert(0, str(ROOT / "src"))
     import torch
 
     from superconv.bench import project_step
@@ -132,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(args)
         return 0
-    sys.path.insert(0, str(ROOT / "src"))
     from superconv.bench import hardware
     from superconv.session import pick_device
 

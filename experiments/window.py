@@ -70,7 +70,6 @@ def _archive(source: Path) -> bytes:
 
 def unpack(source: Path, repo: Path = ROOT) -> dict:
     """Merge a window's results into `repo`/results; returns what changed."""
-    sys.path.insert(0, str(ROOT))
     from experiments.campaign import CARRY_MARKER, CARRY_TEXT
 
     changed = {"written": [], "merged": [], "dropped": []}
