@@ -81,7 +81,8 @@ def test_each_path_is_divided_by_the_matmul_rate_of_its_own_precision(synthetic,
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
     for r in records:
         assert r["matmul_tflops"] == fake[dtype] / 1e12
-        assert r["matmul_fraction"] == pytest.approx(r["achieved_tflops"] * 1e12 / fake[dtype], rel=1e-2)
+        # both stored rounded to 4 decimals: a slow machine's tiny values differ by that rounding alone
+        assert r["matmul_fraction"] == pytest.approx(r["achieved_tflops"] * 1e12 / fake[dtype], rel=1e-2, abs=1.5e-4)
 
 
 def test_missing_data_is_one_line_and_writes_nothing(tmp_path):
