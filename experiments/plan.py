@@ -1,8 +1,10 @@
 """`python -m experiments.plan --scale mini` (`make plan`): the runs a scale would launch, how many are
-done, and what the rest costs, before anything is launched.
+done, and what the rest costs on this machine, before anything is launched.
 
 Each suite command is run with `dry_run=true`: Hydra expands the sweep exactly as it would for real and
-every job prints its directory, status and images instead of training.
+every job prints its directory, status and images instead of training. The wall time is projected from this
+machine's measured training images/s (`experiments.throughput`: `make bench`'s records, else a short probe),
+evaluations included; each experiment line names the claim it tests.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from .suites import AUTHOR_GPU_HOURS_PER_IMAGE, CPU_IMAGES_PER_S, H200_IMAGES_PER_S, command, suite
+from . import throughput
+from .suites import AUTHOR_GPU_HOURS_PER_IMAGE, command, suite
 
 
 def plan(scale: str, extra: list[str] | None = None, python: str = sys.executable) -> list[dict]:
-    """One dict per run (see superconv.cli.plan_line), with its `command`."""
+    """One dict per run (see superconv.cli.plan_line), with its `command`, `why` and `claim`."""
     rows = []
     for job in suite(scale):
         cmd = [*command(job, scale, python), *(extra or []), "dry_run=true", "train.progress=false"]
@@ -25,39 +29,77 @@ def plan(scale: str, extra: list[str] | None = None, python: str = sys.executabl
             raise SystemExit(f"plan: {' '.join(cmd[1:])} failed: {out.stderr.strip().splitlines()[-1:]}")
         for line in out.stdout.splitlines():
             if line.startswith("{"):
-                rows.append(json.loads(line) | {"command": " ".join(["python", *cmd[1:-2]])})
+                rows.append(json.loads(line) | {"command": " ".join(["python", *cmd[1:-2]]), "why": job.why,
+                                                "claim": job.claim})
     return rows
 
 
-def cpu_seconds(row: dict) -> float:
-    return row["images"] / CPU_IMAGES_PER_S.get(row["depth"], 480.0 * 20 / row["depth"])
-
-
-def h200_seconds(row: dict) -> float:
-    return row["images"] / H200_IMAGES_PER_S.get(row["depth"], 32_000.0 * 56 / row["depth"])
+def rates(rows: list[dict], device: str, records: list[dict], *, probe_seconds: float, data_dir: str
+          ) -> dict[tuple, tuple[float, str] | None]:
+    """(depth, batch, precision) -> (images/s, source) for every kind of run in `rows` (None: unknown)."""
+    out: dict[tuple, tuple[float, str] | None] = {}
+    data = (Path(data_dir) / "cifar-10-batches-py" / "data_batch_1").is_file()
+    for key in sorted({(r["depth"], r["batch_size"], r["precision"]) for r in rows}):
+        depth, batch, precision = key
+        found = throughput.from_records(records, device, precision, depth, batch)
+        if found is None and data and probe_seconds > 0:
+            print(f"plan: no bench record for ResNet-{depth}, batch {batch}, {precision} on {device}: probing "
+                  f"for {probe_seconds:g} s", file=sys.stderr, flush=True)
+            found = throughput.probe(depth, batch, precision, data_dir, probe_seconds)
+        out[key] = found
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.plan", description=__doc__.splitlines()[0])
     p.add_argument("--scale", default="mini", choices=("smoke", "mini", "paper"))
     p.add_argument("--json", action="store_true", help="one JSON line per run instead of the table")
+    p.add_argument("--bench", default="results/bench/bench.jsonl", help="make bench's records")
+    p.add_argument("--probe-seconds", type=float, default=20.0,
+                   help="seconds per probe where no bench record matches (0: never probe)")
+    p.add_argument("--data-dir", default="data", help="the data the probe trains on")
     p.add_argument("overrides", nargs="*", help="extra overrides for every run (e.g. paths.results_dir=...)")
     args = p.parse_args(argv)
     rows = plan(args.scale, args.overrides)
+    device = throughput.this_device()
+    for r in rows:
+        r["precision"] = throughput.resolve_precision(r["precision"], device)
     if args.json:
         for r in rows:
             print(json.dumps(r))
         return 0
     todo = [r for r in rows if r["status"] != "done"]
-    print(f"{'status':8} {'images':>11} {'cpu h':>6}  run")
+    speed = rates(todo, device, throughput.read_records(Path(args.bench)), probe_seconds=args.probe_seconds,
+                  data_dir=args.data_dir)
+
+    def hours(rs: list[dict]) -> float | None:
+        known = [speed.get((r["depth"], r["batch_size"], r["precision"])) for r in rs]
+        if any(k is None for k in known):
+            return None
+        return sum(throughput.seconds(r, k[0]) for r, k in zip(rs, known)) / 3600
+
+    def fmt(h: float | None) -> str:
+        return "?" if h is None else f"{h:.2f}"
+
+    print(f"{'status':8} {'images':>11} {'h':>6}  run")
+    experiment = None
     for r in rows:
-        print(f"{r['status']:8} {r['images']:>11,} {cpu_seconds(r) / 3600:6.2f}  {r['run_dir']}")
+        if r["experiment"] != experiment:
+            experiment = r["experiment"]
+            mine = [x for x in todo if x["experiment"] == experiment]
+            print(f"\n{experiment} (claim {r['claim'] or '-'}; {fmt(hours(mine))} h to go): {r['why']}")
+        h = None if r["status"] == "done" else hours([r])
+        print(f"{r['status']:8} {r['images']:>11,} {fmt(h):>6}  {r['run_dir']}")
+    print(f"\nthis machine: {device}; training images/s used:")
+    for (depth, batch, precision), found in speed.items():
+        what = f"{found[0]:,.0f} img/s ({found[1]})" if found else "unknown: run `make bench` or `make data`"
+        print(f"  ResNet-{depth}, batch {batch}, {precision}: {what}")
     images = sum(r["images"] for r in todo)
+    total = hours(todo)
     print(f"\n{len(rows)} runs at scale {args.scale}: {len(rows) - len(todo)} done, {len(todo)} to run; "
-          f"{images:,} training images to go, ~{sum(cpu_seconds(r) for r in todo) / 3600:.1f} h on the "
-          f"2-core CPU (training only), ~{sum(h200_seconds(r) for r in todo) / 3600:.1f} h on one H200 "
-          f"(bf16, measured), ~{images * AUTHOR_GPU_HOURS_PER_IMAGE:.0f} GPU-hours at the author's 2017 rate "
-          f"(8 GTX Titan Black)")
+          f"{images:,} training images to go; projected {fmt(total)} h on this machine, one run at a time, "
+          f"evaluations included (~{images * AUTHOR_GPU_HOURS_PER_IMAGE:.0f} GPU-hours at the author's 2017 "
+          f"rate, 8 GTX Titan Black)")
     return 0
 
 

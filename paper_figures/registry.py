@@ -28,6 +28,8 @@ class FigureSpec:
 CURVES = (
     FigureSpec("fig1a_clr_vs_pclr", "Fig 1a", "CLR (0.1-3, 10k) vs PC-LR (0.35, 80k), ResNet-56", ("fig1a",),
                hue="schedule", reference={"clr3SS5kFig1a": "author clr", "lr35Fig1a": "author multistep"}),
+    FigureSpec("fig1a_equal_budget", "(our extension of Fig 1a)", "CLR vs PC-LR vs 1cycle at equal budget",
+               ("fig1a_equal_budget",), hue="schedule"),
     FigureSpec("fig1b_stepsize", "Fig 1b / Table 1", "Stepsize (run = 2 x stepsize)", ("fig1b_stepsize",),
                hue="iterations"),
     FigureSpec("table1_maxlr", "Table 1", "Maximum learning rate of the cycle", ("table1_maxlr",), hue="max_lr"),

@@ -135,6 +135,10 @@ BUDGET = Regime(MIN_CLR_EPOCHS, "the claim is that 1/8 of PC-LR's budget is enou
                 "paper's CLR runs train 40 to 200 epochs); a run this short ends long before it could, so the comparison "
                 "would measure how far each run got")
 
+# CLR vs PC-LR at CLR's own budget (our extension): testable where CLR trains long enough to converge at all.
+EQUAL = Regime(MIN_CLR_EPOCHS, "at equal budget the question is which schedule converges better in the same "
+               "number of steps; a run this short ends long before either could")
+
 CLAIMS: tuple[Claim, ...] = (
     Claim("fig1a_clr_vs_pclr", "Fig 1a", "CLR 0.1-3 for 10k iterations beats PC-LR 0.35 for 80k iterations",
           "92.4 vs 91.2", "better", ("fig1a",), a=Group("CLR", CLR), b=Group("PC-LR", PC),
@@ -145,6 +149,11 @@ CLAIMS: tuple[Claim, ...] = (
           ("fig1a",), where=CLR, refs=(Ref(CLR, "92.4 @10k", "clr3SS5kFig1a"),), figure="fig1a_clr_vs_pclr",
           rule="curve shape: compare the CLR curve with the author's in the figure",
           headline="CLR accuracy stays ~65-80% at high LR, then rises"),
+    Claim("fig1a_equal_budget", "Fig 1a, extended (ours)", "Not in the paper: at equal budget (the CLR run's "
+          "iterations for every schedule) CLR beats PC-LR; 1cycle (LR 0.1 -> 3 -> 0.1, then annihilation to 0.001, "
+          "cyclical momentum 0.95-0.85) is shown beside", "not in the paper", "better", ("fig1a_equal_budget",),
+          a=Group("CLR", CLR), b=Group("PC-LR", PC), sweep="schedule", figure="fig1a_equal_budget", regime=EQUAL,
+          headline="equal budget: CLR beats PC-LR (ours, not the paper's claim)"),
     Claim("table1_fraction", "Table 1 / Fig 6a", "CLR beats PC-LR on reduced training sets (40k/30k/20k/10k "
           "images = fraction 0.8/0.6/0.4/0.2); PC-LR 'has difficulties'",
           "91.1/89.6/87.9/80.6 vs 89.1/85.7/82.7/71.4", "better", ("fig6a_fraction",),
@@ -859,6 +868,30 @@ def _table(claim: Claim, verdict: Verdict, pool: pd.DataFrame, reference) -> lis
 
 
 # ------------------------------------------------------------------------------ the report
+def decision_rule(claim: Claim) -> str:
+    """The claim's decision criterion in one sentence, from the same thresholds `judge` applies (so it is
+    written down before any run exists and cannot drift from the judging)."""
+    if claim.kind == "out_of_scope":
+        return "none: out of scope"
+    if claim.kind == "qualitative":
+        return f"not judged automatically ({claim.rule or 'read the figure'})"
+    if claim.kind == "range":
+        return (f"each range test's own verdict; reproduced if its >= {MIN_N} runs stay high up to the largest LR "
+                f"(a still-rising run counts only if high over the top {HIGH_SHARE:.0%} of the LR range), not "
+                "reproduced if they collapse")
+    a, b = claim.a.label, claim.b.label
+    d = f"d = mean({a}) - mean({b}) of the final test accuracy"
+    rule = (f"{d}: reproduced if d > noise, partly if 0 < d <= noise, not reproduced if d <= 0"
+            if claim.kind == "better" else f"{d}: reproduced if d <= noise, not reproduced if d > noise")
+    rule += f"; needs n >= {MIN_N} runs per side (else indicative); noise = the larger of the pooled and the scale's seed sd"
+    if claim.split:
+        rule += f"; judged per {claim.split}"
+    if claim.regime is not None:
+        side = a if claim.regime.side == "a" else b
+        rule += f"; testable only where the {side} runs train >= {claim.regime.min_epochs:g} epochs of their training set"
+    return rule
+
+
 def _bullets(items: Sequence[str]) -> str:
     """Markdown bullets, each wrapped at 110 columns (the rules are written as one line per bullet so that the
     thresholds filled into them never leave ragged lines). Never breaks around an operator: a continuation
@@ -1088,6 +1121,7 @@ def render_report(summaries: pd.DataFrame, reference: Mapping[str, CaffeLog] | N
                          "its own runs: never pooled or compared across scales or protocols")
         if extra:
             out += ["", "Ours: " + "; ".join(extra) + "."]
+        out += ["", f"Decision rule (fixed before the runs): {decision_rule(claim)}."]
         if not v.scales:
             out += [""] + _table(claim, v, pool, reference) + [""]
             continue

@@ -36,15 +36,46 @@ def test_dry_run_expands_the_sweep_and_then_reports_done(tmp_path, synthetic_dat
 
 
 def test_suites_cover_what_the_scales_promise():
+    from paper_figures.report import CLAIMS
+
     assert {j.experiment for j in suite("smoke")} == set(all_experiments())
     mini = {j.experiment for j in MINI}
-    assert {"fig1a", "fig6a_fraction", "fig9a_batch", "fig10b_weight_decay", "fig9b_dropout"} <= mini
-    assert any(e.startswith("range_") for e in mini) and ("seed=0,1",) == MINI[0].overrides
+    assert {"fig6a_fraction", "fig1a_equal_budget", "fig9a_batch", "fig10b_weight_decay", "fig9b_dropout"} <= mini
+    assert any(e.startswith("range_") for e in mini)
     assert set(mini) <= set(all_experiments())
-    assert command(MINI[0], "mini", "py") == ["py", "-m", "superconv.train", "experiment=fig1a", "scale=mini",
-                                              "seed=0,1"]
+    claims = {c.id: c for c in CLAIMS}
+    for job in MINI:  # every mini experiment names the claim that judges its runs
+        assert job.experiment in claims[job.claim].experiments, job
+    assert MINI[0].experiment == "fig6a_fraction"  # the main comparison runs first
+    assert command(MINI[0], "mini", "py") == ["py", "-m", "superconv.train", "experiment=fig6a_fraction",
+                                              "scale=mini", "data.fraction=0.2", "seed=0,1"]
     with pytest.raises(ValueError, match="SCALE='huge'"):
         suite("huge")
+
+
+def test_the_mini_study_is_sized_for_its_claims():
+    """Every CLR run of a judged comparison trains >= MIN_CLR_EPOCHS epochs, every configuration has >= 2
+    seeds, the 8x budget ratio survives, and every run is fp32 (the study spans machines)."""
+    from collections import Counter
+
+    from paper_figures.judging import MIN_CLR_EPOCHS, MIN_N, TRAIN_IMAGES
+
+    from experiments.plan import plan
+
+    rows = plan("mini", ["dry_run=true"])  # composes every job as `make reproduce SCALE=mini` would
+    assert {r["precision"] for r in rows} == {"fp32"} and {r["depth"] for r in rows} == {20}
+    trained = [r for r in rows if r["job"] == "train"]
+    for r in trained:
+        fraction = 0.2 if "data.fraction=0.2" in r["run_dir"] else 1.0
+        epochs = r["images"] / (TRAIN_IMAGES["cifar10"] * fraction)
+        assert epochs >= MIN_CLR_EPOCHS, (r["run_dir"], epochs)
+    configs = Counter(r["run_dir"].replace(",seed=0", "").replace(",seed=1", "") for r in trained)
+    assert min(configs.values()) >= MIN_N
+    table1 = {r["run_dir"].split("protocol=")[1].split(",")[0]: r["iterations"] for r in rows
+              if r["experiment"] == "fig6a_fraction"}
+    assert table1 == {"clr": 500, "pclr": 4000}
+    ranges = [r for r in rows if r["job"] == "range_test"]
+    assert ranges and all(r["iterations"] // r["eval_every"] >= 30 for r in ranges)
 
 
 def test_aggregate_writes_one_table_per_experiment(tmp_path):
@@ -59,3 +90,34 @@ def test_aggregate_writes_one_table_per_experiment(tmp_path):
     before = (results / "fig1a.csv").stat().st_mtime_ns
     aggregate(results)
     assert (results / "fig1a.csv").stat().st_mtime_ns == before  # unchanged content is not rewritten
+
+
+def test_plan_rates_come_from_this_machines_bench_records():
+    from experiments import throughput
+
+    dev = "cpu: Test CPU, 2 threads"
+    rec = dict(path="project", device=dev, precision="fp32", depth=20, compile=False)
+    records = [rec | dict(batch=128, images_per_s=400.0), rec | dict(batch=128, images_per_s=500.0),
+               rec | dict(batch=128, images_per_s=450.0), rec | dict(batch=1000, images_per_s=600.0),
+               rec | dict(batch=256, images_per_s=9e9, compile=True),  # compiled: another path
+               rec | dict(batch=256, images_per_s=9e9, precision="bf16"),  # another precision
+               rec | dict(batch=256, images_per_s=9e9, device="cpu: Other CPU, 2 threads"),
+               rec | dict(batch=256, images_per_s=9e9, path="reference")]
+    assert throughput.from_records(records, dev, "fp32", 20, 256) == (450.0, "make bench, batch 128, median of 3")
+    assert throughput.from_records(records, dev, "fp32", 20, 512)[0] == 600.0  # log-nearest: 512 is nearer 1000
+    assert throughput.from_records(records, dev, "fp32", 56, 256) is None
+    row = {"images": 128_000, "iterations": 500, "eval_every": 25, "eval_subset": 2000}
+    assert throughput.eval_images(row) == 20 * 2000 + 10_000
+    assert throughput.seconds(row, 400.0) == pytest.approx((128_000 + 50_000 / 3) / 400.0)
+
+
+def test_plan_without_a_rate_says_how_to_get_one(tmp_path, capsys, monkeypatch):
+    from experiments import plan as plan_mod
+
+    rows = [{"experiment": "e", "claim": "c", "why": "w", "status": "todo", "images": 1000, "iterations": 10,
+             "eval_every": 5, "eval_subset": None, "depth": 20, "batch_size": 100, "precision": "fp32",
+             "run_dir": "results/e/x"}]
+    monkeypatch.setattr(plan_mod, "plan", lambda scale, extra=None: rows)
+    assert plan_mod.main(["--scale", "mini", "--bench", str(tmp_path / "none.jsonl"), "--probe-seconds", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "unknown: run `make bench` or `make data`" in out and "projected ? h" in out

@@ -55,7 +55,8 @@ def plan_line(cfg) -> dict:
     return {"run_dir": str(store.path), "status": status, "experiment": c["experiment_name"], "job": c["job"],
             "depth": c["model"]["depth"], "iterations": iterations, "batch_size": c["train"]["batch_size"],
             "images": iterations * c["train"]["batch_size"], "dataset": c["data"]["name"],
-            "eval_every": c["train"]["eval_every"], "eval_subset": c["train"]["eval_subset"]}
+            "eval_every": c["train"]["eval_every"], "eval_subset": c["train"]["eval_subset"],
+            "precision": c["train"]["precision"]}
 
 
 def main(config_name: str, module: str, run: Callable, default_experiment: str = "adhoc") -> None:

@@ -133,9 +133,14 @@ def differences(stored, current, prefix="") -> list[str]:
     return [] if stored == current else [prefix.rstrip(".")]
 
 
+def run_dir_of(c: Mapping) -> Path:
+    """The run's directory: paths.run_dir (set by superconv.cli for Hydra jobs) or the default one."""
+    return Path(c["paths"].get("run_dir") or default_run_dir(c))
+
+
 def check_store(c: Mapping) -> RunDir:
     """The run's directory, refusing one that holds another configuration's (or foreign) files."""
-    store = RunDir(c["paths"].get("run_dir") or default_run_dir(c))
+    store = RunDir(run_dir_of(c))
     if store.path.exists():
         stored = store.read_config()
         if stored is None and store.foreign_files():

@@ -27,7 +27,8 @@ from . import checkpoint, cli, health
 from .loggers import make_logger
 from .loop import Outcome, Settings, run_loop
 from .results import finite_or_none, read_metrics
-from .session import Setup, finish, load_config, open_store, prepare, provenance
+from .run_lock import RunLock
+from .session import Setup, finish, load_config, open_store, prepare, provenance, run_dir_of
 
 
 def run(cfg, command: str | None = None, *, job_type: str = "train",
@@ -46,6 +47,18 @@ def run(cfg, command: str | None = None, *, job_type: str = "train",
     if done is not None:
         print(f"superconv: {done.path} is already done; nothing to do", file=sys.stderr)
         return done.read_summary()
+    lock = RunLock(run_dir_of(c))
+    if not lock.acquire():
+        print(f"superconv: {lock.run_dir} is being run by another process; skipped", file=sys.stderr)
+        return {"status": "running elsewhere"}
+    try:
+        return _train(c, command, job_type, analyze)
+    finally:
+        lock.release()
+
+
+def _train(c: dict, command: str | None, job_type: str, analyze: Callable[[Setup, Outcome], dict] | None) -> dict:
+    """The run itself, once `run` has checked the config and claimed the run directory."""
     tr = c["train"]
     started = time.time()
     s = prepare(c, iterations=tr["iterations"], schedule_cfg=c["schedule"])
