@@ -29,7 +29,7 @@ def test_scale_smoke_shrinks_but_the_command_line_wins():
     c = composed("scale=smoke")
     assert c["data"]["name"] == "synthetic" and c["train"]["iterations"] == 20  # 10k x 0.002
     assert composed("scale=smoke", "protocol=pclr")["train"]["iterations"] == 160
-    assert composed("scale=mini", "protocol=pclr")["train"]["iterations"] == 1200  # 80k x 0.015
+    assert composed("scale=mini", "protocol=pclr")["train"]["iterations"] == 4000  # 80k x 0.05
     c = composed("scale=smoke", "train.iterations=7", "data=cifar10")
     assert c["data"]["name"] == "cifar10" and c["train"]["iterations"] == 7
 
@@ -111,3 +111,52 @@ def test_protocols_set_the_papers_lengths_and_bn_and_scale_with_length_factor():
     assert composed("protocol=pclr", "length_factor=0.01")["train"]["iterations"] == 800
     ss = composed("+stepsize=2k")
     assert (ss["train"]["iterations"], ss["model"]["bn_momentum"]) == (4000, 0.15)  # Caffe MAF 0.85
+
+
+# ------------------------------------------------------------------------------ unknown keys (typed configs)
+@pytest.mark.parametrize("argv, key, hint", [
+    (["+model.dropuot=0.2"], "model.dropuot", "did you mean model.dropout?"),
+    (["+schedule.max_lrr=3"], "schedule.max_lrr", "did you mean schedule.max_lr?"),
+    (["-m", "+schedule.max_lrr=3,4"], "schedule.max_lrr", "did you mean schedule.max_lr?"),  # a sweep too
+    (["+trian.iterations=3"], "trian.iterations", "known keys here"),
+])
+def test_an_unknown_key_on_the_command_line_is_one_line_exit_2_and_writes_nothing(run_cli, tmp_path, argv, key,
+                                                                                   hint):
+    proc = run_cli(*argv)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0] and hint in lines[0], proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_typo_in_an_experiment_file_is_refused_before_and_after_composition(tmp_path):
+    import shutil
+
+    from superconv.config import check_known_keys, check_override_keys, known_keys
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    (conf / "experiment" / "typo.yaml").write_text("# @package _global_\nexperiment_name: typo\n"
+                                                   "model:\n  dropuot: 0.2\n")
+    with pytest.raises(ConfigError, match=r"model.dropuot: unknown configuration key \(set in conf/experiment/"
+                                          r"typo.yaml\); did you mean model.dropout\?"):
+        check_override_keys(["experiment=typo", "scale=mini"], conf)
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf)):
+        c = OmegaConf.to_container(compose("config", overrides=["experiment=typo"]), resolve=True)
+    with pytest.raises(ConfigError, match="model.dropuot: unknown configuration key; did you mean model.dropout"):
+        check_known_keys(c, conf)
+    assert "model.dropuot" not in known_keys(conf)  # a _global_ file cannot declare a key for itself
+
+
+def test_every_shipped_option_sets_only_known_keys():
+    from superconv.config import GROUPS, check_known_keys, check_override_keys
+
+    for group in GROUPS:
+        for option in group_options(group):
+            check_override_keys([f"{group}={option}"])  # its file's keys, statically
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        for extra in (["protocol=pclr"], ["protocol=one_cycle"], ["+recipe=one_cycle"], ["+recipe=step"],
+                      ["+net=resnet110"], ["+stepsize=1k"], ["logger=wandb"], ["launcher=slurm"]):
+            c = OmegaConf.to_container(compose("config", overrides=extra), resolve=True)
+            c.pop("hydra", None)
+            check_known_keys(c)

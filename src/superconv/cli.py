@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from .config import CONF_DIR, ConfigError, check_group_overrides
+from .config import CONF_DIR, ConfigError, check_group_overrides, check_override_keys
 from .data import DataError
 from .loop import Interrupted
 from .results import RunDir
@@ -70,6 +70,7 @@ def main(config_name: str, module: str, run: Callable, default_experiment: str =
     overrides = [a for a in args if not a.startswith("-")]
     try:
         check_group_overrides(overrides)
+        check_override_keys(overrides)
         sweeping = any("," in o or "(" in o for o in overrides)  # sweep values are composed job by job
         if len(overrides) == len(args) and not sweeping:  # a plain single run (no --multirun, --cfg ...)
             check_composes(config_name, overrides)

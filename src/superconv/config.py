@@ -11,6 +11,8 @@ convention.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from difflib import get_close_matches
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,84 @@ def check_group_overrides(overrides: list[str], conf_dir: Path = CONF_DIR) -> No
                 raise ConfigError(f"{key}={option}: unknown option; allowed: {', '.join(allowed) or '(none yet)'}")
 
 
+# Keys that only files of the `_global_` groups set (protocol, scale, launcher) and that name what was
+# chosen; every other key must be declared by conf/config.yaml or by an option of a non-global group.
+GLOBAL_NAME_KEYS = ("protocol", "scale_name", "launcher_name")
+RUNTIME_KEYS = ("paths.run_dir",)  # set by superconv.cli for every Hydra job
+
+
+def _is_global(path: Path) -> bool:
+    return path.read_text().lstrip().startswith("# @package _global_")
+
+
+def _leaves(node: Mapping, prefix: str = "") -> list[str]:
+    out = []
+    for key, value in node.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out += _leaves(value, dotted + ".")
+        else:
+            out.append(dotted)
+    return out
+
+
+@lru_cache(maxsize=4)
+def known_keys(conf_dir: Path = CONF_DIR) -> frozenset[str]:
+    """Every key a run configuration may hold: those conf/config.yaml declares and those of every option of
+    the groups that own a section (data, model, optim, schedule, logger, paths). The `_global_` groups
+    (experiment, protocol, scale, net, ...) only set keys declared there, so a typo in one of their files
+    is caught like a typo on the command line."""
+    keys = set(GLOBAL_NAME_KEYS) | set(RUNTIME_KEYS)
+    for path in [conf_dir / "config.yaml", *sorted(conf_dir.glob("*/*.yaml"))]:
+        if _is_global(path):
+            continue
+        node = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+        node = {k: v for k, v in node.items() if k not in ("defaults", "hydra")}
+        prefix = "" if path.parent == conf_dir else f"{path.parent.name}."
+        keys.update(_leaves(node, prefix))
+    return frozenset(keys)
+
+
+def check_known_keys(cfg: Mapping, conf_dir: Path = CONF_DIR) -> None:
+    """Refuse a key no config file declares (`+model.dropuot=0.2`, or the same typo in an experiment file):
+    unchecked, it would be carried along silently while the run trains without what was meant."""
+    known = known_keys(conf_dir)
+    prefixes = {k.rsplit(".", 1)[0] for k in known if "." in k}
+    for key in _leaves({k: v for k, v in cfg.items() if k != "hydra"}):
+        if key not in known and key not in prefixes:  # a section left empty ({}) is its own leaf
+            raise _unknown(key, known)
+
+
+def _unknown(key: str, known: frozenset[str], where: str = "") -> ConfigError:
+    section = key.rpartition(".")[0]
+    siblings = sorted(k for k in known if k.rpartition(".")[0] == section)
+    close = get_close_matches(key, siblings, n=1)
+    hint = f"did you mean {close[0]}?" if close else f"known keys here: {', '.join(siblings) or '(none)'}"
+    return ConfigError(f"{key}: unknown configuration key{where}; {hint}")
+
+
+def check_override_keys(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
+    """The same check before Hydra composes anything, for sweeps too: the keys set on the command line and
+    those set by the option files of the `_global_` groups it selects (experiment=..., protocol=...).
+    A sweep then stops with one line and exit code 2 instead of failing job by job."""
+    known = known_keys(conf_dir)
+    prefixes = {k.rsplit(".", 1)[0] for k in known if "." in k}
+    for override in overrides:
+        key, sep, value = override.lstrip("+~").partition("=")
+        if not sep or key.startswith("hydra") or "(" in value:
+            continue
+        if key in GROUPS:
+            for option in value.split(","):
+                path = conf_dir / key / f"{option}.yaml"
+                if path.is_file() and _is_global(path):
+                    node = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+                    for leaf in _leaves({k: v for k, v in node.items() if k not in ("defaults", "hydra")}):
+                        if leaf not in known and leaf not in prefixes:
+                            raise _unknown(leaf, known, f" (set in {path.relative_to(conf_dir.parent)})")
+        elif key not in known and key not in prefixes:
+            raise _unknown(key, known)
+
+
 def _number(cfg: Mapping, dotted: str) -> Any:
     node: Any = cfg
     for part in dotted.split("."):
@@ -147,7 +227,9 @@ def _choice(cfg: Mapping, key: str, allowed: tuple[str, ...]) -> str:
 
 
 def validate(cfg: Mapping) -> None:
-    """Check every user-settable value of a resolved config (a plain nested dict)."""
+    """Check every user-settable value of a resolved config (a plain nested dict), and that it holds no key
+    that no config file declares."""
+    check_known_keys(cfg)
     _int_at_least(cfg, "seed", 0)
     for key in ("batch_size", "replicas", "iterations", "eval_every", "eval_batch_size", "log_every",
                 "checkpoint_every"):
