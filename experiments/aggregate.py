@@ -10,12 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from paper_figures.load import load_summaries  # noqa: E402
-from paper_figures.style import _write_if_changed  # noqa: E402
+from paper_figures.load import load_summaries
+from superconv.atomic import write_if_changed
 
 COLUMNS = ["run", "status", "seed", "depth", "variant", "dataset", "fraction", "augment", "batch_size",
            "iterations", "optimizer", "momentum", "nesterov", "weight_decay", "dropout", "schedule", "max_lr",
@@ -29,7 +25,7 @@ def aggregate(results_dir: Path) -> list[Path]:
     for experiment, rows in summaries.groupby("experiment", sort=True):
         table = rows[[c for c in COLUMNS if c in rows]].sort_values("run")
         path = Path(results_dir) / f"{experiment}.csv"
-        _write_if_changed(path, table.to_csv(index=False, float_format="%.6g", lineterminator="\n").encode())
+        write_if_changed(path, table.to_csv(index=False, float_format="%.6g", lineterminator="\n").encode())
         written.append(path)
     return written
 

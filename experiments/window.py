@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
 import tarfile
 from pathlib import Path, PurePosixPath
+
+from superconv.atomic import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 PART = 15 * 1024 * 1024  # the device tool brings back files of at most 16 MiB
@@ -94,9 +95,7 @@ def unpack(source: Path, repo: Path = ROOT) -> dict:
                         f.write("".join(ln + "\n" for ln in new))
                     changed["merged"].append(m.name)
                 continue
-            tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
-            tmp.write_bytes(data)
-            os.replace(tmp, dest)
+            atomic_write(dest, data)
             changed["written"].append(m.name)
     for d in sorted(done_dirs):
         for name in ("checkpoint.pt", CARRY_MARKER):

@@ -40,7 +40,7 @@ from .judging import NOT_TESTABLE, comparison_noise
 from .report import (MAX_LR_COL, PEAK_LR_COL, SHARE_COL, Claim, Verdict, _cases, _cell, _col, _counted,
                      _epochs_text, _fmt_value, _iters, _join, _num, _pct, _pool, _protocols_text, _range_runs, _ref,
                      _result, _run_epochs, _same, _scale_sds, _select, _side, _values, by_setting, judge_all)
-from .style import _write_if_changed
+from superconv.atomic import write_if_changed
 
 __all__ = ["BEGIN", "END", "HEADER", "ReadmeError", "check_readme", "render_table", "splice", "update_readme"]
 
@@ -263,5 +263,5 @@ def update_readme(readme: Path, summaries: pd.DataFrame, runs: pd.DataFrame | No
     new = splice(old.decode("utf-8"), block, str(readme)).encode("utf-8")
     if new == old:
         return False
-    _write_if_changed(readme, new)
+    write_if_changed(readme, new)
     return True

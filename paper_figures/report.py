@@ -1,7 +1,6 @@
 """The reproduction report: for every claim of the paper, its number, the author's re-run, ours, a verdict.
 
-    python -m paper_figures.report results --reference ../shared/reference/author_logs \
-        --figures paper_figures/figures --out paper_figures/REPORT.md
+    python -m paper_figures --reference ../shared/reference/author_logs     (make figures: figures, then this)
 
 `build_report(summaries, reference, figures, out_path, command, runs=runs)` writes `paper_figures/REPORT.md`
 from `paper_figures.load.load_summaries(results)` and `load_runs(results)` alone (nothing is trained, nothing
@@ -28,10 +27,8 @@ Why it is written the way it is:
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -49,10 +46,10 @@ from .judging import (HIGH_SHARE, INCONCLUSIVE, INDICATIVE, JUDGED, MIN_CLR_EPOC
                       epochs, flag_note, high_share, protocol_of, range_case, range_run, regime_gap, seed_sd,
                       split_flags)
 from .load import scale_labels, scales_in
-from .style import _write_if_changed
+from superconv.atomic import write_if_changed
 
 __all__ = ["Claim", "Group", "Ref", "Verdict", "CLAIMS", "VERDICTS", "judge", "judge_all", "by_scale", "by_setting",
-           "attach_curves", "attach_health", "attach_estimates", "build_report", "render_report", "main"]
+           "attach_curves", "attach_health", "attach_estimates", "build_report", "render_report"]
 
 KINDS = ("better", "not_better", "range", "qualitative", "out_of_scope")
 VERDICT_COL = "range_test/verdict/"
@@ -1151,29 +1148,5 @@ def build_report(summaries: pd.DataFrame, reference: dict[str, CaffeLog] | None,
     """Write the report to `out_path` (only when its text changed, so the mtime stays); return the text."""
     out_path = Path(out_path)
     text = render_report(summaries, reference, figures, out_path.parent, command, runs)
-    _write_if_changed(out_path, text.encode("utf-8"))
+    write_if_changed(out_path, text.encode("utf-8"))
     return text
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from .caffe_log import read_reference_dir
-    from .load import load_runs, load_summaries
-
-    p = argparse.ArgumentParser(prog="python -m paper_figures.report", description=__doc__.splitlines()[0])
-    p.add_argument("results", type=Path, help="results folder (results/)")
-    p.add_argument("--reference", type=Path, default=None, help="folder of the author's Caffe logs")
-    p.add_argument("--figures", type=Path, default=Path("paper_figures/figures"), help="folder of the PNGs")
-    p.add_argument("--out", type=Path, default=Path("paper_figures/REPORT.md"))
-    args = p.parse_args(argv)
-    reference = read_reference_dir(args.reference) if args.reference is not None else None
-    figures = sorted(args.figures.glob("*.png")) if args.figures.is_dir() else []
-    command = " ".join(["python -m paper_figures.report", str(args.results)]
-                       + ([f"--reference {args.reference}"] if args.reference else [])
-                       + [f"--figures {args.figures}", f"--out {args.out}"])
-    build_report(load_summaries(args.results), reference, figures, args.out, command, load_runs(args.results))
-    print(f"paper_figures: wrote {args.out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import matplotlib
 
+from superconv.atomic import write_if_changed
+
 __all__ = ["setup", "save", "write_table", "summarize", "DPI", "PDF_METADATA", "PNG_METADATA"]
 
 DPI = 200
@@ -46,16 +48,6 @@ def setup() -> None:
     })
 
 
-def _write_if_changed(path: Path, data: bytes) -> None:
-    """Atomic write (temp file + os.replace), skipped when the file already holds these bytes."""
-    if path.exists() and path.read_bytes() == data:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def save(fig, path_without_suffix: str | os.PathLike, *, close: bool = True) -> list[Path]:
     """Write `<path>.pdf` and `<path>.png`; return both paths. `fig` may be a Figure or a seaborn grid."""
     import matplotlib.pyplot as plt
@@ -67,7 +59,7 @@ def save(fig, path_without_suffix: str | os.PathLike, *, close: bool = True) -> 
         buf = io.BytesIO()
         fig.savefig(buf, format=suffix[1:], metadata=dict(metadata), dpi=DPI)
         path = base.with_name(base.name + suffix)
-        _write_if_changed(path, buf.getvalue())
+        write_if_changed(path, buf.getvalue())
         out.append(path)
     if close:
         plt.close(fig)
@@ -93,5 +85,5 @@ def write_table(df, path: str | os.PathLike) -> Path:
     """The table a figure was drawn from, as CSV: fixed float format, NaN as an empty cell, LF endings."""
     path = Path(path)
     text = df.to_csv(index=False, float_format=FLOAT_FORMAT, na_rep="", lineterminator="\n")
-    _write_if_changed(path, text.encode("utf-8"))
+    write_if_changed(path, text.encode("utf-8"))
     return path

@@ -16,7 +16,6 @@ machines; the reader itself is tested on an excerpt written here.
 from __future__ import annotations
 
 import math
-import sys
 from functools import cache
 
 import pytest
@@ -27,11 +26,10 @@ from torch import nn
 
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT))
 
-from paper_figures.author_solver import parse_prototxt, read_author_run  # noqa: E402
-from superconv.config import CONF_DIR  # noqa: E402
-from superconv.optim import build_optimizer  # noqa: E402
+from paper_figures.author_solver import parse_prototxt, read_author_run
+from superconv.config import CONF_DIR
+from superconv.optim import build_optimizer
 
 LOG_DIR = ROOT.parent / "shared" / "reference" / "author_logs"
 

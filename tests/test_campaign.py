@@ -19,10 +19,9 @@ import yaml
 
 from conftest import ROOT, cli_env
 
-sys.path.insert(0, str(ROOT))
 
-from experiments import campaign  # noqa: E402
-from superconv.results import read_metrics  # noqa: E402
+from experiments import campaign
+from superconv.results import read_metrics
 
 # A smoke-scale run: ResNet-8, batch 16 in BN groups of 8, deterministic fp32 on one CPU thread. Periodic
 # checkpoints every 4 iterations, as test_train does: a SIGTERM that lands while the loop flushes rows can be

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from paper_figures import curve_figures, registry, style  # noqa: E402
-from paper_figures.caffe_log import read_caffe_log  # noqa: E402
-from paper_figures.load import load_runs, load_summaries  # noqa: E402
+from paper_figures import curve_figures, registry, style
+from paper_figures.caffe_log import read_caffe_log
+from paper_figures.load import load_runs, load_summaries
 
 FIXTURES = ROOT / "tests" / "fixtures" / "results"
 

@@ -12,10 +12,9 @@ import pytest
 
 from conftest import ROOT, cli_env
 
-sys.path.insert(0, str(ROOT))
 
-from experiments.aggregate import aggregate  # noqa: E402
-from experiments.suites import MINI, all_experiments, command, suite  # noqa: E402
+from experiments.aggregate import aggregate
+from experiments.suites import MINI, all_experiments, command, suite
 
 
 def _dry(tmp_path, data_dir, *args):

@@ -5,21 +5,18 @@ before summaries had it (without touching them), the flag beside the number and 
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from paper_figures import lr_estimate_figure, style  # noqa: E402
-from paper_figures.judging import flag_note, split_flags  # noqa: E402
-from paper_figures.load import load_runs, load_summaries  # noqa: E402
-from paper_figures.report import CLAIMS, attach_health, judge_all, render_report  # noqa: E402
-from superconv.results import METRIC_COLUMNS, RunDir  # noqa: E402
+from paper_figures import lr_estimate_figure, style
+from paper_figures.judging import flag_note, split_flags
+from paper_figures.load import load_runs, load_summaries
+from paper_figures.report import CLAIMS, attach_health, judge_all, render_report
+from superconv.results import METRIC_COLUMNS, RunDir
 
 BY_ID = {c.id: c for c in CLAIMS}
 OLD_COLUMNS = [c for c in METRIC_COLUMNS if c != "lr_estimate"]

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from paper_figures.__main__ import main  # noqa: E402
+from paper_figures.__main__ import main
 
 
 def test_make_figures_twice_changes_no_bytes(tmp_path):

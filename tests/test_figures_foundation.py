@@ -17,13 +17,11 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from paper_figures import style  # noqa: E402
-from paper_figures.caffe_log import read_caffe_log, read_reference_dir  # noqa: E402
-from paper_figures.load import RUN_COLUMNS, load_runs, load_summaries  # noqa: E402
-from superconv.results import MetricsWriter, RunDir  # noqa: E402
+from paper_figures import style
+from paper_figures.caffe_log import read_caffe_log, read_reference_dir
+from paper_figures.load import RUN_COLUMNS, load_runs, load_summaries
+from superconv.results import MetricsWriter, RunDir
 
 # ------------------------------------------------------------------------------------ Caffe logs
 P = "I0817 16:02:51.582952 17550"
@@ -263,12 +261,12 @@ def test_save_is_byte_identical(tmp_path):
 
 def test_save_identical_across_processes(tmp_path):
     """`make figures` runs in a new process each time (hash seed differs): the bytes must not."""
-    code = ("import sys; sys.path.insert(0, sys.argv[2]); from paper_figures import style; style.setup();"
+    code = ("import sys; from paper_figures import style; style.setup();"
             "import matplotlib.pyplot as plt; fig, ax = plt.subplots(figsize=(2, 2));"
             "ax.plot([1, 2], [3, 1], label='a'); ax.legend(); style.save(fig, sys.argv[1])")
     for i in (1, 2):
         env = dict(os.environ, PYTHONHASHSEED=str(i))
-        subprocess.run([sys.executable, "-c", code, str(tmp_path / f"p{i}" / "f"), str(ROOT)], env=env, check=True,
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / f"p{i}" / "f")], env=env, check=True,
                        timeout=120)
     for suffix in (".pdf", ".png"):
         assert (tmp_path / "p1" / f"f{suffix}").read_bytes() == (tmp_path / "p2" / f"f{suffix}").read_bytes()

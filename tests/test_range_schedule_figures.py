@@ -8,7 +8,6 @@ here; nothing trains and nothing reads ../shared.
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -18,13 +17,11 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from paper_figures import range_figures, registry, schedule_figure, style  # noqa: E402
-from paper_figures.caffe_log import read_caffe_log, read_reference_dir  # noqa: E402
-from paper_figures.load import load_runs, load_summaries  # noqa: E402
-from superconv.schedules import build_schedule  # noqa: E402
+from paper_figures import range_figures, registry, schedule_figure, style
+from paper_figures.caffe_log import read_caffe_log, read_reference_dir
+from paper_figures.load import load_runs, load_summaries
+from superconv.schedules import build_schedule
 
 FIXTURES = ROOT / "tests" / "fixtures" / "results"
 FIG2B = next(s for s in registry.RANGE if s.name == "fig2b_range_test")

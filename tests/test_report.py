@@ -13,7 +13,7 @@ import pandas as pd
 from paper_figures import registry
 from paper_figures.caffe_log import read_reference_dir
 from paper_figures.load import SUMMARY_COLUMNS, load_summaries
-from paper_figures.report import (CLAIMS, KINDS, VERDICTS, build_report, judge, main, render_report)
+from paper_figures.report import (CLAIMS, KINDS, VERDICTS, build_report, judge, render_report)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 BY_ID = {c.id: c for c in CLAIMS}
@@ -294,15 +294,6 @@ def test_report_on_the_fixture_results(tmp_path):
     assert _row(text, "| CLR | 68.6 |").split(" | ")[3] == "not run yet"
     # the diverged max-LR run is reported as a failure, not as an accuracy
     assert "no finished run, 1 diverged" in _row(text, "| max_lr 1e+30 |")
-
-
-def test_cli(tmp_path):
-    out = tmp_path / "REPORT.md"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert main([str(FIXTURES), "--figures", str(tmp_path / "none"), "--out", str(out)]) == 0
-    text = out.read_text(encoding="utf-8")
-    assert "python -m paper_figures.report" in text and "No figures were given." in text
 
 
 # ------------------------------------------------------------------------------ two scales

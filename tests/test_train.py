@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from superconv.results import METRIC_COLUMNS, read_metrics
+from superconv.results import read_metrics
 
 SMOKE_DIR = ("adhoc", "scale=smoke")
 

@@ -9,11 +9,12 @@ checkpoint file is data, and loading it must not run code.
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import torch
+
+from .atomic import replacing
 
 
 class CheckpointError(ValueError):
@@ -41,10 +42,8 @@ def _as_tuple(x):
 
 
 def save(path: Path, state: dict) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load(path: Path) -> dict | None:

@@ -3,9 +3,9 @@
 A sweep of a hundred runs is only as robust as its worst typo: every value a user can set is checked
 here, and a bad one stops the run with one line that names the key and what is allowed (the entry
 point turns `ConfigError` into exit code 2). Checks that need the data (a batch larger than the
-training set) or the building blocks (schedule and model arguments) are made by `superconv.train`
-before the run directory is created; the building blocks raise `ValueError` with the same one-line
-convention.
+training set) are made by `superconv.session.prepare` before the run directory is created; the building
+blocks (schedule, model, optimizer arguments) raise `ValueError` with the same one-line convention, which
+`validate` calls early and turns into `ConfigError`.
 """
 
 from __future__ import annotations

@@ -45,12 +45,9 @@ __all__ = [
     "DataError",
     "Split",
     "load_dataset",
-    "resolve_data_dir",
     "write_synthetic",
 ]
 
-ENV_DATA_DIR = "SUPERCONV_DATA"
-DEFAULT_DATA_DIR = "data"
 DATASETS = ("cifar10", "cifar100", "synthetic")
 AUGMENT_PROTOCOLS = ("paper", "standard")
 
@@ -298,31 +295,6 @@ class Split:
     test_y: torch.Tensor
     num_classes: int
     classes: list[str]
-
-    def to(self, device) -> "Split":
-        return Split(
-            train_x=self.train_x.to(device),
-            train_y=self.train_y.to(device),
-            test_x=self.test_x.to(device),
-            test_y=self.test_y.to(device),
-            num_classes=self.num_classes,
-            classes=list(self.classes),
-        )
-
-
-def resolve_data_dir(data_dir=None) -> Path:
-    """The data root: explicit argument (unless None/empty) > env ``SUPERCONV_DATA`` (unless empty) > ``data``.
-
-    Returned absolute (relative paths are taken against the current directory at call time, so call
-    this before anything changes directory).
-    """
-    if data_dir is not None and str(data_dir) != "":
-        chosen = str(data_dir)
-    elif os.environ.get(ENV_DATA_DIR, ""):
-        chosen = os.environ[ENV_DATA_DIR]
-    else:
-        chosen = DEFAULT_DATA_DIR
-    return Path(chosen).expanduser().absolute()
 
 
 def _missing(folder: Path, layout: _Layout) -> list[str]:

@@ -1,6 +1,6 @@
 """The iteration-based training loop: steps, evaluation, metric rows, checkpoints, divergence, signals.
 
-Knows nothing of Hydra: `superconv.train` builds the pieces and hands them over as a `Parts`.
+Knows nothing of Hydra: `superconv.session.prepare` builds the pieces and hands them over as a `Parts`.
 Per iteration the loop sets the schedule's LR and momentum, draws a batch by index from the tensors
 already on the device, augments it in one batched operation and takes one optimizer step. The loss
 and the number of correct predictions stay on the device until a flush (every `log_every` iterations,
@@ -45,7 +45,7 @@ class Interrupted(Exception):
 
 @dataclass
 class Parts:
-    """Everything one run trains with; built by superconv.train."""
+    """Everything one run trains with; built by superconv.session (`Setup.parts`)."""
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -168,10 +168,17 @@ def train_iteration(p: Parts, it: int, gen: torch.Generator
     return lr, momentum, loss, correct, len(idx), estimate
 
 
+AUGMENT_SEED_OFFSET = 10_007  # the augmentation stream's seed = run seed + this: apart from init and data order
+
+
+def augmentation_generator(seed: int, device: torch.device) -> torch.Generator:
+    """The random stream of a run's augmentation (crops, flips): the same in training and in the LR finder."""
+    return torch.Generator(device=device).manual_seed(seed + AUGMENT_SEED_OFFSET)
+
+
 def run_loop(p: Parts, s: Settings, store: RunDir, logger, resume: dict | None) -> Outcome:
     """Train from iteration 0, or from `resume` (a checkpoint), to `s.iterations` or divergence."""
-    gen = torch.Generator(device=p.device)
-    gen.manual_seed(p.seed + 10_007)  # augmentation stream, separate from init and data order
+    gen = augmentation_generator(p.seed, p.device)
     start, counters = 0, {"images_seen": 0, "wall_s": 0.0, "train_s": 0.0, "best_test_acc": None,
                           "last_test": None}
     if resume is not None:

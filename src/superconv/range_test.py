@@ -35,7 +35,7 @@ import torch
 
 from . import cli, checkpoint
 from .config import ConfigError
-from .loop import Outcome, train_step
+from .loop import Outcome, augmentation_generator, train_step
 from .optim import set_hparams
 from .range_analysis import lr_find_suggestions, smooth_losses, suggest_bounds, verdict
 from .results import MetricsWriter, read_metrics
@@ -160,8 +160,7 @@ def run_lr_find(c: dict, command: str | None) -> dict:
     schedule_cfg = {"name": "range_test", "mode": "exp", "min_lr": rt["start_lr"], "max_lr": rt["end_lr"]}
     s = prepare(c, iterations=rt["num_it"], schedule_cfg=schedule_cfg)
     open_store(s, None)
-    gen = torch.Generator(device=s.device)
-    gen.manual_seed(c["seed"] + 10_007)  # the same augmentation stream as training
+    gen = augmentation_generator(c["seed"], s.device)  # the same augmentation stream as training
 
     def next_batch():
         idx = s.order.next_indices().to(s.device)

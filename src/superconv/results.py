@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from .atomic import atomic_write
+
 METRIC_COLUMNS = ("iteration", "epoch", "lr", "momentum", "train/loss", "train/acc", "test/loss", "test/acc",
                   "lr_estimate")
 # Columns added after runs were already stored: a metrics.csv whose header ends before them (one written before
@@ -36,14 +38,8 @@ class StoreError(ValueError):
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same directory and os.replace."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write `text` to `path` atomically and on disk before the rename (superconv.atomic)."""
+    atomic_write(path, text, fsync=True)
 
 
 class RunDir:

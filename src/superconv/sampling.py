@@ -215,11 +215,6 @@ class BatchOrder:
                 self.position = 0
         return pieces[0].clone() if len(pieces) == 1 else torch.cat(pieces)
 
-    @property
-    def epoch(self) -> float:
-        """Images drawn so far / n."""
-        return self.epoch_index + self.position / self.n
-
     def state_dict(self) -> dict:
         return {
             "seed": self.seed,

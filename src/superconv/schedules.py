@@ -43,7 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["NAMES", "Schedule", "build_schedule", "schedule_table"]
+__all__ = ["NAMES", "Schedule", "build_schedule"]
 
 NAMES = ("clr", "one_cycle", "fastai", "multistep", "constant", "range_test")
 
@@ -116,11 +116,6 @@ class Schedule:
 
     def momentum(self, it: int) -> float:
         return self.momentum_fn(self._check(it))
-
-
-def schedule_table(s: Schedule, total: int, every: int = 1) -> list[tuple[int, float, float]]:
-    """``(it, lr, momentum)`` for ``it = 0, every, 2*every, ... < total`` (for plots and logs)."""
-    return [(it, s.lr(it), s.momentum(it)) for it in range(0, total, every)]
 
 
 # ------------------------------------------------------------------------- the schedule functions
