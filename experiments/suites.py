@@ -19,7 +19,7 @@ class Job:
     experiment: str
     overrides: tuple[str, ...] = field(default_factory=tuple)
     why: str = ""
-    claim: str = ""  # the report's claim id (paper_figures.report.CLAIMS) the job's runs are judged under
+    claim: str = ""  # the report's claim id (paper_figures.claims.CLAIMS) the job's runs are judged under
 
 
 def all_experiments() -> list[str]:

@@ -5,15 +5,15 @@
     ...
     <!-- results-table:end -->
 
-`render_table(summaries, verdicts, reference, report_link)` gives the block from `report.judge_all` (the same
+`render_table(summaries, verdicts, reference, report_link)` gives the block from `verdicts.judge_all` (the same
 verdicts paper_figures/REPORT.md shows); `update_readme(readme, summaries, runs, reference, report)` judges,
 renders and splices it into the README (`splice`), writing only when a byte changed.
 
 Why it is written the way it is:
-- The README's results are the report's: the same claims (`report.CLAIMS`), the same runs and the same
-  verdicts (`report.judge_all`), shortened. Nothing in the block is typed in but the claims table (the
+- The README's results are the report's: the same claims (`claims.CLAIMS`), the same runs and the same
+  verdicts (`verdicts.judge_all`), shortened. Nothing in the block is typed in but the claims table (the
   paper's numbers and each claim's `headline`); every number comes from a run, a summary or an author log.
-- One row per claim and setting (scale, and protocol within a scale: `report.by_setting`, never pooled), for
+- One row per claim and setting (scale, and protocol within a scale: `verdicts.by_setting`, never pooled), for
   the claims the report judges from numbers ("A beats B", "A does not beat B", range tests) and only where
   at least one of the setting's runs ended (finished or diverged). Qualitative and out-of-scope claims, and
   claims nobody ran, have no row: the report lists them.
@@ -35,12 +35,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from .caffe_log import CaffeLog
-from .judging import NOT_TESTABLE, comparison_noise
-from .report import (MAX_LR_COL, PEAK_LR_COL, SHARE_COL, Claim, Verdict, _cases, _cell, _col, _counted,
-                     _epochs_text, _fmt_value, _iters, _join, _num, _pct, _pool, _protocols_text, _range_runs, _ref,
-                     _result, _run_epochs, _same, _scale_sds, _select, _side, _values, by_setting, judge_all)
 from superconv.atomic import write_if_changed
+
+from .caffe_log import CaffeLog
+from .claims import Claim
+from .judging import NOT_TESTABLE, comparison_noise
+from .report import cell_text, column_values, epochs_text, iters_text, join_values, protocols_text, result_text
+from .verdicts import (MAX_LR_COL, PEAK_LR_COL, SHARE_COL, Verdict, as_number, axis_values, by_setting, claim_cases,
+                       claim_pool, counted_runs, fmt_value, judge_all, pct_text, range_runs, ref_for, run_epochs,
+                       same_value, scale_sds, select_runs, side_of)
 
 __all__ = ["BEGIN", "END", "HEADER", "ReadmeError", "check_readme", "render_table", "splice", "update_readme"]
 
@@ -59,82 +62,82 @@ def _sides(claim: Claim, part: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     unlabelled side of every run for sweeps and range tests."""
     if claim.a is None or claim.sweep is not None:
         return [("", part)]
-    cases = _cases(claim, part)
+    cases = claim_cases(claim, part)
     out = []
     for label, key in ((claim.a.label, "show_a"), (claim.b.label, "show_b")):
-        rows = pd.concat([_select(part, c[key]) for c in cases])
+        rows = pd.concat([select_runs(part, c[key]) for c in cases])
         out.append((label, rows[~rows.index.duplicated()]))
     return out
 
 
 def _regime(rows: pd.DataFrame) -> str:
     """ "150 it, batch 256 = 0.768 epochs" from the runs' config."""
-    ep = _epochs_text(rows)
-    text = f"{_iters(_col(rows, 'iterations'))} it, batch {_join(_col(rows, 'batch_size'))}"
+    ep = epochs_text(rows)
+    text = f"{iters_text(column_values(rows, 'iterations'))} it, batch {join_values(column_values(rows, 'batch_size'))}"
     return text + (f" = {ep}" if ep else "")
 
 
 def _scale_cell(claim: Claim, scale: str, part: pd.DataFrame) -> str:
     """scale: network (data when not all of CIFAR-10), iterations, batch, epochs (per side when they differ);
     hardware. Read from the runs that ended."""
-    counted = _counted(part)
-    net = f"ResNet-{_join(_col(counted, 'depth'))}"
-    data = {str(d) for d in _col(counted, "dataset") if not pd.isna(d)}
+    counted = counted_runs(part)
+    net = f"ResNet-{join_values(column_values(counted, 'depth'))}"
+    data = {str(d) for d in column_values(counted, "dataset") if not pd.isna(d)}
     if data != {"cifar10"}:
-        net += f", {_join(data)}"
-    fractions = [f for f in _col(counted, "fraction") if not pd.isna(f) and not _same(f, 1.0)]
+        net += f", {join_values(data)}"
+    fractions = [f for f in column_values(counted, "fraction") if not pd.isna(f) and not same_value(f, 1.0)]
     if fractions:
-        net += f", fraction {_join(fractions)}"
-    sides = [(label, _counted(rows)) for label, rows in _sides(claim, part)]
+        net += f", fraction {join_values(fractions)}"
+    sides = [(label, counted_runs(rows)) for label, rows in _sides(claim, part)]
     texts = [(label, _regime(rows)) for label, rows in sides if not rows.empty]
     if len(texts) == len(sides) and len({t for _, t in texts}) == 1:
         regime = texts[0][1]
     else:
         regime = "; ".join(f"{label} {t}" for label, t in texts)
-    return f"{scale}: {net}; {regime}; {_join(_col(counted, 'device'))}"
+    return f"{scale}: {net}; {regime}; {join_values(column_values(counted, 'device'))}"
 
 
 def _ours_cell(claim: Claim, part: pd.DataFrame) -> str:
     """Each group's accuracies (mean ± sd, n; diverged and unfinished runs beside them), then the protocol."""
     if claim.kind == "range":
-        groups = [(e, _select(part, {"experiment": e})) for e in claim.experiments]
-        shown = [(e, rows) for e, rows in groups if not _counted(rows).empty]
-        text = "; ".join((f"{e}: " if len(shown) > 1 else "") + _result(rows, range_test=True) for e, rows in shown)
+        groups = [(e, select_runs(part, {"experiment": e})) for e in claim.experiments]
+        shown = [(e, rows) for e, rows in groups if not counted_runs(rows).empty]
+        text = "; ".join((f"{e}: " if len(shown) > 1 else "") + result_text(rows, range_test=True) for e, rows in shown)
     elif claim.sweep is not None:
-        values = [(v, _select(part, {claim.sweep: v})) for v in _values(claim, claim.sweep, part)]
-        text = f"{claim.sweep} " + "; ".join(f"{_fmt_value(v)}: {_result(rows)}" for v, rows in values
-                                              if not _counted(rows).empty)
+        values = [(v, select_runs(part, {claim.sweep: v})) for v in axis_values(claim, claim.sweep, part)]
+        text = f"{claim.sweep} " + "; ".join(f"{fmt_value(v)}: {result_text(rows)}" for v, rows in values
+                                              if not counted_runs(rows).empty)
     else:
         parts = []
-        for case in _cases(claim, part):
-            a, b = _select(part, case["show_a"]), _select(part, case["show_b"])
-            if _counted(a).empty and _counted(b).empty:
+        for case in claim_cases(claim, part):
+            a, b = select_runs(part, case["show_a"]), select_runs(part, case["show_b"])
+            if counted_runs(a).empty and counted_runs(b).empty:
                 continue  # a sub-case nobody ran: the report lists it
             prefix = "" if claim.split is None else f"{case['label']}: "
-            parts.append(f"{prefix}{claim.a.label} {_result(a)} vs {claim.b.label} {_result(b)}")
+            parts.append(f"{prefix}{claim.a.label} {result_text(a)} vs {claim.b.label} {result_text(b)}")
         text = "; ".join(parts)
-    return f"{text}; {_protocols_text(_counted(part))}"
+    return f"{text}; {protocols_text(counted_runs(part))}"
 
 
 def _author(reference: Mapping[str, CaffeLog] | None, stem: str | None, *, peak: bool = False) -> str | None:
     log = None if reference is None or stem is None else reference.get(stem)
     value = None if log is None else (log.peak_test_acc if peak else log.final_test_acc)
-    return None if value is None else _pct(value)
+    return None if value is None else pct_text(value)
 
 
 def _paper_cell(claim: Claim, part: pd.DataFrame, reference: Mapping[str, CaffeLog] | None) -> str:
     """The paper's number; the author's own re-run (his Caffe log) where one claim is one comparison."""
     extra = ""
     if claim.kind == "range":
-        shown = [e for e in claim.experiments if not _counted(_select(part, {"experiment": e})).empty]
-        peaks = [(e, _author(reference, getattr(_ref(claim, {"experiment": e}), "author", None), peak=True))
+        shown = [e for e in claim.experiments if not counted_runs(select_runs(part, {"experiment": e})).empty]
+        peaks = [(e, _author(reference, getattr(ref_for(claim, {"experiment": e}), "author", None), peak=True))
                  for e in shown]
         peaks = [(e, p) for e, p in peaks if p is not None]
         if peaks:
             extra = "; author's log peak " + ", ".join((f"{e} " if len(shown) > 1 else "") + p for e, p in peaks)
     elif claim.split is None and claim.sweep is None and claim.a is not None:
-        case = _cases(claim, part)[0]
-        logs = [_author(reference, getattr(_ref(claim, case[k]), "author", None)) for k in ("show_a", "show_b")]
+        case = claim_cases(claim, part)[0]
+        logs = [_author(reference, getattr(ref_for(claim, case[k]), "author", None)) for k in ("show_a", "show_b")]
         if all(x is not None for x in logs):
             extra = f" (author's logs: {logs[0]} vs {logs[1]})"
     return claim.paper + extra
@@ -144,25 +147,25 @@ def _comparison_reason(claim: Claim, case: dict, label: str, detail: str, part: 
                        scale_sd) -> str:
     """Why one comparison has its verdict, in a few words: the difference against the noise, the regime the
     runs miss, or what is missing."""
-    rows_a, rows_b = _select(part, case["show_a"]), _select(part, case["show_b"])
+    rows_a, rows_b = select_runs(part, case["show_a"]), select_runs(part, case["show_b"])
     if label == NOT_TESTABLE and claim.regime is not None:
         group, rows = (claim.a, rows_a) if claim.regime.side == "a" else (claim.b, rows_b)
-        e = _run_epochs(_counted(rows))
+        e = run_epochs(counted_runs(rows))
         if not e or any(x is None for x in e):
             return f"{group.label}: epochs unknown"
         return f"{group.label} {min(e):.2f} epochs < {claim.regime.min_epochs:g}"
-    a, b = _side(claim.a.label, rows_a), _side(claim.b.label, rows_b)
+    a, b = side_of(claim.a.label, rows_a), side_of(claim.b.label, rows_b)
     if not a.accs or not b.accs or case["a"] is None or case["b"] is None:
         return detail.split("; ")[0]
     d = sum(a.accs) / len(a.accs) - sum(b.accs) / len(b.accs)
     noise, _ = comparison_noise(a.accs, b.accs, scale_sd)
-    what = (f"{claim.sweep} {_fmt_value(case['a'][claim.sweep])} vs {_fmt_value(case['b'][claim.sweep])}"
+    what = (f"{claim.sweep} {fmt_value(case['a'][claim.sweep])} vs {fmt_value(case['b'][claim.sweep])}"
             if claim.sweep is not None else f"{a.label} vs {b.label}")
     return f"{what}: {d:+.2f} pp, " + ("noise unknown" if noise is None else f"noise {noise:.2f} pp")
 
 
 def _range_reason(row: pd.Series, outcome: str, text: str) -> str:
-    max_lr, peak_lr, share = _num(row.get(MAX_LR_COL)), _num(row.get(PEAK_LR_COL)), _num(row.get(SHARE_COL))
+    max_lr, peak_lr, share = as_number(row.get(MAX_LR_COL)), as_number(row.get(PEAK_LR_COL)), as_number(row.get(SHARE_COL))
     at_end = max_lr is not None and peak_lr is not None and peak_lr >= max_lr - 1e-12
     if outcome == "high":
         if at_end and share is not None:
@@ -179,16 +182,16 @@ def _verdict_cell(claim: Claim, v: Verdict, part: pd.DataFrame, scale_sd) -> str
     reasons = []
     if claim.kind == "range":
         for e in claim.experiments:
-            rows = _select(part, {"experiment": e})
-            if _counted(rows).empty:
+            rows = select_runs(part, {"experiment": e})
+            if counted_runs(rows).empty:
                 continue
-            found = Counter(_range_reason(r, *o) for r, o in _range_runs(rows))
+            found = Counter(_range_reason(r, *o) for r, o in range_runs(rows))
             text = "; ".join(t + (f" ({k} runs)" if k > 1 else "") for t, k in sorted(found.items())) \
                 or cases[f"{claim.split} {e}"][2]
             reasons.append((f"{claim.split} {e}", e, text))
     else:
-        for case in _cases(claim, part):
-            if _counted(_select(part, case["show_a"])).empty and _counted(_select(part, case["show_b"])).empty:
+        for case in claim_cases(claim, part):
+            if counted_runs(select_runs(part, case["show_a"])).empty and counted_runs(select_runs(part, case["show_b"])).empty:
                 continue
             _, label, detail = cases[case["label"]]
             reasons.append((case["label"], case["label"],
@@ -205,22 +208,22 @@ def _verdict_cell(claim: Claim, v: Verdict, part: pd.DataFrame, scale_sd) -> str
 def render_table(summaries: pd.DataFrame, verdicts: Sequence[tuple[Claim, Verdict]],
                  reference: Mapping[str, CaffeLog] | None = None, report_link: str = "paper_figures/REPORT.md") -> str:
     """The block between the markers (pure): the header and one row per judged claim and setting with runs.
-    `summaries` and `verdicts` as `report.judge_all` gives them; `report_link`: the report, relative to the
+    `summaries` and `verdicts` as `verdicts.judge_all` gives them; `report_link`: the report, relative to the
     README (each claim links to its section)."""
     lines = list(HEADER)
-    sds = _scale_sds(summaries) if not summaries.empty else {}
+    sds = scale_sds(summaries) if not summaries.empty else {}
     for claim, v in verdicts:
         if claim.kind not in KINDS:
             continue
-        settings = by_setting(_pool(claim, summaries), summaries)
+        settings = by_setting(claim_pool(claim, summaries), summaries)
         per = dict(v.scales) if v.scales else {name: v for name, _, _ in settings}
         for name, scale, part in settings:
-            if _counted(part).empty:
+            if counted_runs(part).empty:
                 continue
             cells = [f"[{claim.artifact}]({report_link}#{claim.id}): {claim.headline or claim.text}",
                      _scale_cell(claim, scale, part), _ours_cell(claim, part), _paper_cell(claim, part, reference),
                      _verdict_cell(claim, per[name], part, sds.get(scale))]
-            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+            lines.append("| " + " | ".join(cell_text(c) for c in cells) + " |")
     if len(lines) == len(HEADER):
         lines.append("| no claim has a run that ended yet | | | | |")
     return "\n".join(lines) + "\n"
@@ -252,7 +255,7 @@ def check_readme(readme: Path) -> None:
 
 def update_readme(readme: Path, summaries: pd.DataFrame, runs: pd.DataFrame | None,
                   reference: Mapping[str, CaffeLog] | None, report: Path) -> bool:
-    """Judge the claims (`report.judge_all`), render the table and splice it into `readme`, written atomically
+    """Judge the claims (`verdicts.judge_all`), render the table and splice it into `readme`, written atomically
     and only when its bytes change; True when it was written. ReadmeError (nothing written) on bad markers,
     FileNotFoundError when there is no README."""
     readme = Path(readme)

@@ -35,7 +35,7 @@ def test_dry_run_expands_the_sweep_and_then_reports_done(tmp_path, synthetic_dat
 
 
 def test_suites_cover_what_the_scales_promise():
-    from paper_figures.report import CLAIMS
+    from paper_figures.claims import CLAIMS
 
     assert {j.experiment for j in suite("smoke")} == set(all_experiments())
     mini = {j.experiment for j in MINI}

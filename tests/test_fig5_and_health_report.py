@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 from paper_figures import lr_estimate_figure, style
 from paper_figures.judging import flag_note, split_flags
 from paper_figures.load import load_runs, load_summaries
-from paper_figures.report import CLAIMS, attach_health, judge_all, render_report
+from paper_figures.claims import CLAIMS
+from paper_figures.report import render_report
+from paper_figures.verdicts import attach_health, judge_all
 from superconv.results import METRIC_COLUMNS, RunDir
 
 BY_ID = {c.id: c for c in CLAIMS}

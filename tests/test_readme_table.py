@@ -14,7 +14,7 @@ from test_report import BY_ID, MINI, frame, run, seeds, two_scales
 
 from paper_figures.__main__ import ROOT, _readme, main
 from paper_figures.readme_table import BEGIN, END, HEADER, ReadmeError, render_table, splice, update_readme
-from paper_figures.report import judge, judge_all
+from paper_figures.verdicts import judge, judge_all
 
 BEFORE = "# superconv\n\nProse the lead writes, kept as is: ±, `code`,  trailing spaces  \n\n"
 OPEN = "<!-- results-table:begin (written by `make figures` from results/: do not edit) -->\n"
@@ -163,7 +163,7 @@ def test_the_default_readme_is_the_repositorys_only_for_its_results():
 
 def test_every_judged_claim_has_a_headline():
     from paper_figures.readme_table import KINDS
-    from paper_figures.report import CLAIMS
+    from paper_figures.claims import CLAIMS
 
     for c in CLAIMS:
         assert c.headline and len(c.headline) <= 60 and "|" not in c.headline, c.id

@@ -13,7 +13,10 @@ import pandas as pd
 from paper_figures import registry
 from paper_figures.caffe_log import read_reference_dir
 from paper_figures.load import SUMMARY_COLUMNS, load_summaries
-from paper_figures.report import (CLAIMS, KINDS, VERDICTS, build_report, judge, render_report)
+from paper_figures.claims import CLAIMS, KINDS
+from paper_figures.judging import VERDICTS
+from paper_figures.report import build_report, render_report
+from paper_figures.verdicts import judge
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 BY_ID = {c.id: c for c in CLAIMS}
