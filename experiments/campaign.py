@@ -282,7 +282,7 @@ def device_name(extra: list[str]) -> str:
     """The device the runs will use, as superconv describes it ("cuda: NVIDIA H200", "cpu: ...")."""
     import torch
 
-    from superconv.session import describe_device
+    from superconv.hardware import describe_device
 
     wanted = dict(o.split("=", 1) for o in extra if "=" in o).get("train.device", "auto")
     use_cuda = wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available())
@@ -581,7 +581,7 @@ def main(argv: list[str] | None = None, clock=time.monotonic, t0: float | None =
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    from superconv.session import git_sha
+    from superconv.hardware import git_sha
 
     if camp.finished:
         record = {"utc_start": started_utc, "utc_end": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

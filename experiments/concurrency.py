@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         worker(args)
         return 0
     from superconv.bench import hardware
-    from superconv.session import pick_device
+    from superconv.hardware import pick_device
 
     device = pick_device(args.device)
     args.cpu = device.type == "cpu"

@@ -30,14 +30,14 @@ def resolve_precision(precision: str, device: str) -> str:
     CPUs with bf16 instructions, fp32 elsewhere."""
     if precision != "auto":
         return precision
-    from superconv.session import cpu_has_native_bf16
+    from superconv.hardware import cpu_has_native_bf16
 
     return "bf16" if device.startswith("cuda") or cpu_has_native_bf16() else "fp32"
 
 
 def this_device() -> str:
     """The device string `make bench` records: `cpu: <model name>, <threads> threads` or `cuda: <name>`."""
-    from superconv.session import describe_device, pick_device
+    from superconv.hardware import describe_device, pick_device
 
     return describe_device(pick_device("auto"))
 
@@ -65,7 +65,7 @@ def probe(depth: int, batch: int, precision: str, data_dir: str, seconds: float)
     import tempfile
 
     from superconv.bench import project_step, time_steps
-    from superconv.session import pick_device
+    from superconv.hardware import pick_device
 
     args = argparse.Namespace(dataset="cifar10", data_dir=data_dir, device="auto", precision=precision,
                               compile=False, set=[])

@@ -141,12 +141,12 @@ def test_conv_only_step_runs_each_layer_once_with_its_gradients(monkeypatch):
 def test_auto_precision_follows_the_cpu_bf16_instructions(monkeypatch, has_bf16, expected):
     """`auto` on a CPU: bf16 autocast only with bf16 instructions (emulated bf16 is ~10x slower); both
     answers are forced, whatever this machine has. Explicit choices ignore the CPU."""
-    from superconv import session
+    from superconv import hardware
 
-    monkeypatch.setattr(session, "cpu_has_native_bf16", lambda: has_bf16)
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: has_bf16)
     cpu = torch.device("cpu")
-    assert session.pick_precision("auto", cpu) == expected
-    assert session.pick_precision("bf16", cpu) == torch.bfloat16 and session.pick_precision("fp32", cpu) is None
+    assert hardware.pick_precision("auto", cpu) == expected
+    assert hardware.pick_precision("bf16", cpu) == torch.bfloat16 and hardware.pick_precision("fp32", cpu) is None
 
 
 def test_profile_prints_the_top_ops_of_one_project_step(synthetic, tmp_path):

@@ -12,7 +12,7 @@ import torch
 from conftest import cli_env
 from superconv.models.resnet import build_resnet
 from superconv.optim import build_optimizer
-from superconv.range_test import lr_find
+from superconv.modes.range_test import lr_find
 from superconv.results import read_metrics
 
 OPTIM = {"name": "sgd", "momentum": 0.9, "weight_decay": 1e-4, "nesterov": False, "decay": "paper"}

@@ -204,7 +204,7 @@ def convs_step(depth: int, batch: int, args, device: torch.device) -> tuple[Call
     """The upper bound: one step's convolutions alone, in the precision the project path picks."""
     from .conv_ceiling import conv_only_step
     from .models.resnet import build_resnet
-    from .session import pick_precision
+    from .hardware import pick_precision
 
     amp = pick_precision(args.precision, device)
     step = conv_only_step(build_resnet(depth, "paper"), batch, device, amp or torch.float32)
@@ -217,7 +217,7 @@ def precisions_measured(args, device: torch.device) -> dict[str, torch.dtype]:
     """The dtypes whose matmul rate the bench needs: the reference's fp32 and whatever the project and
     convs paths resolve `--precision` to here. A path's FLOP rate is only ever divided by the matmul rate
     of the dtype it computes in (dividing a bf16 path by the fp32 rate gave "340% of the matmul rate")."""
-    from .session import pick_precision
+    from .hardware import pick_precision
 
     amp = pick_precision(args.precision, device)
     out = {"fp32": torch.float32}
@@ -235,7 +235,7 @@ def _check_data(args) -> None:
 
 
 def hardware(device: torch.device) -> dict:
-    from .session import describe_device, git_sha
+    from .hardware import describe_device, git_sha
 
     import torchvision
 
@@ -249,7 +249,7 @@ def hardware(device: torch.device) -> dict:
 
 def run(args) -> list[dict]:
     from .allocator import keep_freed_memory
-    from .session import pick_device
+    from .hardware import pick_device
 
     device = pick_device(args.device)
     _check_data(args)

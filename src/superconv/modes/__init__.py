@@ -1,0 +1,19 @@
+"""What a run does, chosen by `cfg.job`: `train` (superconv.modes.training) or `range_test` (Smith's accuracy
+test and fastai's lr_find, superconv.modes.range_test). The entry points (superconv.train, and
+superconv.range_test as an alias for range tests) hand every Hydra job to `run`; no mode imports an entry.
+"""
+
+from __future__ import annotations
+
+JOBS = ("train", "range_test")
+
+
+def run(cfg, command: str | None = None) -> dict:
+    """Run the job `cfg` describes (a composed config or a plain dict) in the mode `cfg.job` names."""
+    if cfg.get("job", "train") == "range_test":  # a range-test experiment, also inside a training sweep
+        from .range_test import run as run_range_test
+
+        return run_range_test(cfg, command)
+    from .training import run as run_training
+
+    return run_training(cfg, command)
