@@ -84,9 +84,27 @@ def time_steps(step: Callable[[int], object], device: torch.device, batch: int, 
     return {"steps": n, "seconds": round(seconds, 3), "images_per_s": round(n * batch / seconds, 2)}
 
 
+def _matmul_size(device: torch.device, dtype: torch.dtype, largest: int, seconds: float = 2.0) -> int:
+    """The largest power-of-two size <= `largest` whose matmul takes about `seconds` or less here, found by
+    timing sizes from 256 up: emulated bf16 on a CPU without bf16 instructions runs a 2048^2 matmul in ~40 s
+    (measured on an AVX2-only AMD EPYC), ~2000x slower than with AMX, so the size follows the measured speed."""
+    n = 256
+    while n < largest:
+        a = torch.randn(n, n, device=device).to(dtype)
+        a @ a  # warm-up (oneDNN primitive creation)
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ a
+        _sync(device)
+        if (time.perf_counter() - t0) * 8 > seconds:  # the next size costs ~8x
+            break
+        n *= 2
+    return n
+
+
 def matmul_rate(device: torch.device, dtype: torch.dtype) -> float:
     """Measured FLOP/s of a large square matmul in `dtype` (the ceiling dense layers could reach here)."""
-    n = 8192 if device.type == "cuda" else 2048
+    n = 8192 if device.type == "cuda" else _matmul_size(device, dtype, 2048)
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
     reps = 10 if device.type == "cuda" else 3
