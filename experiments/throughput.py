@@ -26,13 +26,13 @@ TEST_IMAGES = 10_000  # CIFAR-10's test set: the final evaluation of every run
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """What train.precision=auto becomes on this machine (superconv.session's rule): bf16 on CUDA and on
-    CPUs with bf16 instructions, fp32 elsewhere."""
-    if precision != "auto":
-        return precision
-    from superconv.hardware import cpu_has_native_bf16
+    """What train.precision=auto becomes on `device` (a `this_device` string): superconv.hardware's rule."""
+    import torch
 
-    return "bf16" if device.startswith("cuda") or cpu_has_native_bf16() else "fp32"
+    from superconv.hardware import pick_precision
+
+    dtype = pick_precision(precision, torch.device(device.split(":")[0]))
+    return "bf16" if dtype is not None else "fp32"
 
 
 def this_device() -> str:

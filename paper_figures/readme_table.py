@@ -165,7 +165,8 @@ def _comparison_reason(claim: Claim, case: dict, label: str, detail: str, part: 
 
 
 def _range_reason(row: pd.Series, outcome: str, text: str) -> str:
-    max_lr, peak_lr, share = as_number(row.get(MAX_LR_COL)), as_number(row.get(PEAK_LR_COL)), as_number(row.get(SHARE_COL))
+    max_lr, peak_lr = as_number(row.get(MAX_LR_COL)), as_number(row.get(PEAK_LR_COL))
+    share = as_number(row.get(SHARE_COL))
     at_end = max_lr is not None and peak_lr is not None and peak_lr >= max_lr - 1e-12
     if outcome == "high":
         if at_end and share is not None:
@@ -191,7 +192,7 @@ def _verdict_cell(claim: Claim, v: Verdict, part: pd.DataFrame, scale_sd) -> str
             reasons.append((f"{claim.split} {e}", e, text))
     else:
         for case in claim_cases(claim, part):
-            if counted_runs(select_runs(part, case["show_a"])).empty and counted_runs(select_runs(part, case["show_b"])).empty:
+            if all(counted_runs(select_runs(part, case[side])).empty for side in ("show_a", "show_b")):
                 continue
             _, label, detail = cases[case["label"]]
             reasons.append((case["label"], case["label"],

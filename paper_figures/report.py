@@ -95,7 +95,8 @@ def _protocol(df: pd.DataFrame) -> str:
         data += f" x{join_values(fr)}"
     aug = join_values(column_values(df, "augment"))
     ep = epochs_text(df)
-    return (f"{join_values(column_values(df, 'scale'))}; {net}, {data} (aug {aug}), batch {join_values(column_values(df, 'batch_size'))}, "
+    batch = join_values(column_values(df, "batch_size"))
+    return (f"{join_values(column_values(df, 'scale'))}; {net}, {data} (aug {aug}), batch {batch}, "
             f"{iters_text(column_values(df, 'iterations'))} it{f' = {ep}' if ep else ''}; {protocols_text(df)}; "
             f"{join_values(column_values(df, 'device'))}")
 
@@ -150,7 +151,8 @@ def result_text(rows: pd.DataFrame, *, range_test: bool = False) -> str:
             peak, plr = r.get(PEAK_COL), r.get(PEAK_LR_COL)
             s = lab
             if peak is not None and not pd.isna(peak):
-                s += f", peak {pct_text(float(peak))}%" + (f" at LR {float(plr):.3g}" if plr is not None and not pd.isna(plr) else "")
+                at = f" at LR {float(plr):.3g}" if plr is not None and not pd.isna(plr) else ""
+                s += f", peak {pct_text(float(peak))}%" + at
             parts.append(s)
         head = "; ".join(parts) + f" (n={len(counted)})" + flagged
         flagged = ""
@@ -213,7 +215,8 @@ def _table(claim: Claim, verdict: Verdict, pool: pd.DataFrame, reference) -> lis
 
     by_case = {c[0]: c for c in verdict.cases}
     if claim.kind == "out_of_scope":
-        lines.append(f"| {cell_text(claim.artifact)} | {cell_text(claim.paper)} | - | {NOT_RUN} | {NOT_RUN} (out of scope) |")
+        lines.append(f"| {cell_text(claim.artifact)} | {cell_text(claim.paper)} | - | {NOT_RUN} | "
+                     f"{NOT_RUN} (out of scope) |")
     elif claim.kind == "range" or (claim.kind == "qualitative" and claim.split):
         for e in claim.experiments:
             c = by_case.get(f"{claim.split} {e}")
@@ -254,7 +257,8 @@ def decision_rule(claim: Claim) -> str:
     d = f"d = mean({a}) - mean({b}) of the final test accuracy"
     rule = (f"{d}: reproduced if d > noise, partly if 0 < d <= noise, not reproduced if d <= 0"
             if claim.kind == "better" else f"{d}: reproduced if d <= noise, not reproduced if d > noise")
-    rule += f"; needs n >= {MIN_N} runs per side (else indicative); noise = the larger of the pooled and the scale's seed sd"
+    rule += (f"; needs n >= {MIN_N} runs per side (else indicative); noise = the larger of the pooled and the "
+             "scale's seed sd")
     if claim.split:
         rule += f"; judged per {claim.split}"
     if claim.regime is not None:
@@ -412,7 +416,8 @@ def _scale_lines(summaries: pd.DataFrame) -> list[str]:
         for name, g in part.groupby(part["schedule"].astype(str) if "schedule" in part else [""] * len(part),
                                     sort=True):
             ep = epochs_text(g)
-            sched.append(f"{name}: batch {join_values(column_values(g, 'batch_size'))}, {iters_text(column_values(g, 'iterations'))} it"
+            batch, iters = join_values(column_values(g, "batch_size")), iters_text(column_values(g, "iterations"))
+            sched.append(f"{name}: batch {batch}, {iters} it"
                          + (f" = {ep}" if ep else " (epochs unknown: no known training-set size)"))
         protos = {}
         for _, r in part.iterrows():
@@ -422,7 +427,8 @@ def _scale_lines(summaries: pd.DataFrame) -> list[str]:
         sd_text = (f"{sd.sd:.2f} pp, from {sd.groups} configuration{'s' if sd.groups != 1 else ''} run with >= 2 "
                    f"seeds ({sd.df} degrees of freedom)" if sd is not None
                    else "not measurable (no configuration finished with 2 seeds)")
-        out.append(f"- **{scale}**: {len(part)} run{'s' if len(part) != 1 else ''} on {join_values(column_values(part, 'device'))}; "
+        devices = join_values(column_values(part, "device"))
+        out.append(f"- **{scale}**: {len(part)} run{'s' if len(part) != 1 else ''} on {devices}; "
                    f"{nets}; {'; '.join(sched)}. Protocols: "
                    + ", ".join(f"{t} ({n} run{'s' if n != 1 else ''})" for t, n in sorted(protos.items()))
                    + f". Seed sd: {sd_text}.")

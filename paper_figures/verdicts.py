@@ -200,8 +200,8 @@ def range_runs(rows: pd.DataFrame) -> list[tuple[pd.Series, tuple[str, str]]]:
         if not isinstance(r.get(LABEL_COL), str):
             continue
         tol = as_number(r.get(TOL_COL))
-        out.append((r, range_run(r[LABEL_COL], as_number(r.get(PEAK_LR_COL)), as_number(r.get(MAX_LR_COL)),
-                                 as_number(r.get(SHARE_COL)), as_number(r.get(FROM_LR_COL)), TOLERANCE if tol is None else tol)))
+        lrs = (as_number(r.get(c)) for c in (PEAK_LR_COL, MAX_LR_COL, SHARE_COL, FROM_LR_COL))
+        out.append((r, range_run(r[LABEL_COL], *lrs, TOLERANCE if tol is None else tol)))
     return out
 
 

@@ -61,7 +61,7 @@ def test_the_mini_study_is_sized_for_its_claims():
 
     from experiments.plan import plan
 
-    rows = plan("mini", ["dry_run=true"])  # composes every job as `make reproduce SCALE=mini` would
+    rows = plan("mini")  # composes every job as `make reproduce SCALE=mini` would
     assert {r["precision"] for r in rows} == {"fp32"} and {r["depth"] for r in rows} == {20}
     trained = [r for r in rows if r["job"] == "train"]
     for r in trained:

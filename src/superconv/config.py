@@ -134,39 +134,41 @@ def _leaves(node: Mapping, prefix: str = "") -> list[str]:
     return out
 
 
+def _file_keys(path: Path, prefix: str = "") -> list[str]:
+    """The dotted keys a config file sets (its defaults list and Hydra's own settings aside)."""
+    node = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+    return _leaves({k: v for k, v in node.items() if k not in ("defaults", "hydra")}, prefix)
+
+
 @lru_cache(maxsize=4)
 def known_keys(conf_dir: Path = CONF_DIR) -> frozenset[str]:
-    """Every key a run configuration may hold: those conf/config.yaml declares and those of every option of
-    the groups that own a section (data, model, optim, schedule, logger, paths). The `_global_` groups
-    (experiment, protocol, scale, net, ...) only set keys declared there, so a typo in one of their files
-    is caught like a typo on the command line."""
+    """Every key a run configuration may hold, and every section above one (an empty section is its own
+    leaf): those conf/config.yaml declares and those of every option of the groups that own a section (data,
+    model, optim, schedule, logger, paths). The `_global_` groups (experiment, protocol, scale, net, ...) only
+    set keys declared there, so a typo in one of their files is caught like a typo on the command line."""
     keys = set(GLOBAL_NAME_KEYS) | set(RUNTIME_KEYS)
     for path in [conf_dir / "config.yaml", *sorted(conf_dir.glob("*/*.yaml"))]:
-        if _is_global(path):
-            continue
-        node = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
-        node = {k: v for k, v in node.items() if k not in ("defaults", "hydra")}
-        prefix = "" if path.parent == conf_dir else f"{path.parent.name}."
-        keys.update(_leaves(node, prefix))
-    return frozenset(keys)
+        if not _is_global(path):
+            keys.update(_file_keys(path, "" if path.parent == conf_dir else f"{path.parent.name}."))
+    return frozenset(keys | {k.rsplit(".", 1)[0] for k in keys if "." in k})
+
+
+def _check_key(key: str, known: frozenset[str], where: str = "") -> None:
+    if key in known:
+        return
+    section = key.rpartition(".")[0]
+    siblings = sorted(k for k in known if k.rpartition(".")[0] == section and "." in k)
+    close = get_close_matches(key, siblings, n=1)
+    hint = f"did you mean {close[0]}?" if close else f"known keys here: {', '.join(siblings) or '(none)'}"
+    raise ConfigError(f"{key}: unknown configuration key{where}; {hint}")
 
 
 def check_known_keys(cfg: Mapping, conf_dir: Path = CONF_DIR) -> None:
     """Refuse a key no config file declares (`+model.dropuot=0.2`, or the same typo in an experiment file):
     unchecked, it would be carried along silently while the run trains without what was meant."""
     known = known_keys(conf_dir)
-    prefixes = {k.rsplit(".", 1)[0] for k in known if "." in k}
     for key in _leaves({k: v for k, v in cfg.items() if k != "hydra"}):
-        if key not in known and key not in prefixes:  # a section left empty ({}) is its own leaf
-            raise _unknown(key, known)
-
-
-def _unknown(key: str, known: frozenset[str], where: str = "") -> ConfigError:
-    section = key.rpartition(".")[0]
-    siblings = sorted(k for k in known if k.rpartition(".")[0] == section)
-    close = get_close_matches(key, siblings, n=1)
-    hint = f"did you mean {close[0]}?" if close else f"known keys here: {', '.join(siblings) or '(none)'}"
-    return ConfigError(f"{key}: unknown configuration key{where}; {hint}")
+        _check_key(key, known)
 
 
 def check_override_keys(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
@@ -174,21 +176,18 @@ def check_override_keys(overrides: list[str], conf_dir: Path = CONF_DIR) -> None
     those set by the option files of the `_global_` groups it selects (experiment=..., protocol=...).
     A sweep then stops with one line and exit code 2 instead of failing job by job."""
     known = known_keys(conf_dir)
-    prefixes = {k.rsplit(".", 1)[0] for k in known if "." in k}
     for override in overrides:
         key, sep, value = override.lstrip("+~").partition("=")
         if not sep or key.startswith("hydra") or "(" in value:
             continue
-        if key in GROUPS:
-            for option in value.split(","):
-                path = conf_dir / key / f"{option}.yaml"
-                if path.is_file() and _is_global(path):
-                    node = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
-                    for leaf in _leaves({k: v for k, v in node.items() if k not in ("defaults", "hydra")}):
-                        if leaf not in known and leaf not in prefixes:
-                            raise _unknown(leaf, known, f" (set in {path.relative_to(conf_dir.parent)})")
-        elif key not in known and key not in prefixes:
-            raise _unknown(key, known)
+        if key not in GROUPS:
+            _check_key(key, known)
+            continue
+        for option in value.split(","):
+            path = conf_dir / key / f"{option}.yaml"
+            if path.is_file() and _is_global(path):
+                for leaf in _file_keys(path):
+                    _check_key(leaf, known, f" (set in {path.relative_to(conf_dir.parent)})")
 
 
 def _number(cfg: Mapping, dotted: str) -> Any:

@@ -37,11 +37,6 @@ class StoreError(ValueError):
     """A results file that cannot be read or belongs to another configuration (one line)."""
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically and on disk before the rename (superconv.atomic)."""
-    atomic_write(path, text, fsync=True)
-
-
 class RunDir:
     """Paths and whole-file reads/writes of one run directory."""
 
@@ -69,7 +64,7 @@ class RunDir:
         return data
 
     def write_config(self, cfg: Mapping) -> None:
-        atomic_write_text(self.config, yaml.safe_dump(dict(cfg), sort_keys=False))
+        atomic_write(self.config, yaml.safe_dump(dict(cfg), sort_keys=False), fsync=True)
 
     def read_summary(self) -> dict:
         try:
@@ -81,10 +76,10 @@ class RunDir:
         return data
 
     def write_summary(self, summary: Mapping) -> None:
-        atomic_write_text(self.summary, json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        atomic_write(self.summary, json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n", fsync=True)
 
     def mark_done(self) -> None:
-        atomic_write_text(self.done, "")
+        atomic_write(self.done, "", fsync=True)
 
     def foreign_files(self) -> list[str]:
         """Files that a run of ours never writes: a directory holding them is not ours to fill."""
@@ -159,7 +154,7 @@ def truncate_metrics(path: Path, last_iteration: int) -> None:
     rows = [r for r in read_metrics(path) if r["iteration"] <= last_iteration]
     lines = [",".join(METRIC_COLUMNS)]
     lines += [",".join(_fmt(r[c]) for c in METRIC_COLUMNS) for r in rows]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write(path, "\n".join(lines) + "\n", fsync=True)
 
 
 def finite_or_none(x: float | None) -> float | None:

@@ -5,15 +5,11 @@ superconv.range_test as an alias for range tests) hand every Hydra job to `run`;
 
 from __future__ import annotations
 
-JOBS = ("train", "range_test")
+from . import range_test, training
 
 
 def run(cfg, command: str | None = None) -> dict:
     """Run the job `cfg` describes (a composed config or a plain dict) in the mode `cfg.job` names."""
     if cfg.get("job", "train") == "range_test":  # a range-test experiment, also inside a training sweep
-        from .range_test import run as run_range_test
-
-        return run_range_test(cfg, command)
-    from .training import run as run_training
-
-    return run_training(cfg, command)
+        return range_test.run(cfg, command)
+    return training.run(cfg, command)
