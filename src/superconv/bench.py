@@ -343,8 +343,9 @@ def _print_bound_share(cell: dict, depth: int, batch: int) -> None:
     """The project's share of its convolutions-alone bound: the figure that travels between machines
     (the ratio to the tutorial loop depends on the CPU's fp32 and bf16 rates)."""
     if "project" in cell and "convs" in cell:
-        share = cell["project"]["images_per_s"] / cell["convs"]["images_per_s"]
-        cell["project"]["bound_share"] = round(share, 4)
+        # printed from the stored (rounded) value, so the record and the line always say the same
+        share = round(cell["project"]["images_per_s"] / cell["convs"]["images_per_s"], 4)
+        cell["project"]["bound_share"] = share
         print(f"ResNet-{depth} batch {batch}: project at {share:.1%} of its convolutions-alone bound "
               f"({cell['project']['images_per_s']:.1f} of {cell['convs']['images_per_s']:.1f} img/s, "
               f"{cell['project']['precision']})")
