@@ -59,39 +59,6 @@ def test_each_group_is_normalised_with_its_own_statistics(channels_last):
     torch.testing.assert_close(y[:4], nn.functional.batch_norm(x[:4], None, None, training=True))
 
 
-def _split_and_cat(x, weight, bias, group, eps=1e-5):
-    """The first form of group statistics: F.batch_norm on each part of x.split(group), then torch.cat."""
-    k = len(x) // group
-    means, variances = torch.zeros(k, x.shape[1]), torch.ones(k, x.shape[1])
-    outs = [nn.functional.batch_norm(part, means[i], variances[i], weight, bias, True, 1.0, eps)
-            for i, part in enumerate(x.split(group))]
-    return torch.cat(outs), means.mean(0), variances.mean(0)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("channels_last", [True, False])
-def test_group_statistics_are_bitwise_those_of_split_and_cat(dtype, channels_last):
-    # the out= kernels write each group into its slice; values, running statistics and all three gradients must
-    # be exactly the split-and-cat form's (the weight and bias gradients summed in autograd's order)
-    mf = torch.channels_last if channels_last else torch.contiguous_format
-    x0 = (_x(n=24, c=6, seed=3) * 2).to(dtype).contiguous(memory_format=mf)
-    grad = torch.randn(x0.shape, generator=torch.Generator().manual_seed(4)).to(dtype).contiguous(memory_format=mf)
-    bn = GroupBatchNorm2d(6, momentum=1.0, group=4)  # momentum 1: the running sums hold the last step's means
-    with torch.no_grad():
-        bn.weight.copy_(torch.linspace(0.5, 2.0, 6))
-        bn.bias.copy_(torch.linspace(-1.0, 1.0, 6))
-    w, b = bn.weight.detach().clone().requires_grad_(), bn.bias.detach().clone().requires_grad_()
-    x1, x2 = x0.clone().requires_grad_(), x0.clone().requires_grad_()
-    y_ref, mean_ref, var_ref = _split_and_cat(x1, w, b, 4)
-    y = bn(x2)
-    y_ref.backward(grad)
-    y.backward(grad)
-    assert y.dtype == dtype and y.is_contiguous(memory_format=mf)
-    for ours, ref in [(y, y_ref), (bn.mean_sum, mean_ref), (bn.var_sum, var_ref), (x2.grad, x1.grad),
-                      (bn.weight.grad, w.grad), (bn.bias.grad, b.grad)]:
-        assert torch.equal(ours, ref)
-
-
 def test_running_statistics_follow_caffes_recurrence():
     """W <- f W + 1; S <- f S + mean; V <- f V + m/(m-1) var (m = values per channel in one group); the test
     network uses S/W, V/W. Here by hand, with the group statistics averaged over the groups."""
