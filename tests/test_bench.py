@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from superconv.bench import flops_per_image, time_steps
+from superconv.bench import flops_per_image, time_interleaved, time_steps
 from superconv.conv_ceiling import conv_only_step, conv_shapes
 from superconv.models.resnet import build_resnet
 from superconv.data import write_synthetic
@@ -33,7 +33,7 @@ def test_bench_measures_both_paths_and_appends_records(synthetic, tmp_path, prec
     """Both resolutions of `precision=auto` are forced, so the test is the same on CPUs with and without
     bf16 instructions (bf16 is only slower without them)."""
     args = ["--dataset", "synthetic", "--data-dir", str(synthetic), "--depths", "8", "--batches", "16",
-            "--warmup", "1", "--min-steps", "2", "--min-seconds", "0", "--device", "cpu",
+            "--warmup", "1", "--min-steps", "2", "--min-seconds", "0", "--rounds", "2", "--device", "cpu",
             "--precision", precision, "--out", "out"]
     proc = _bench(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -42,7 +42,9 @@ def test_bench_measures_both_paths_and_appends_records(synthetic, tmp_path, prec
     recs = [json.loads(line) for line in lines]
     assert [r["path"] for r in recs] == ["project", "reference", "convs"]
     project, reference, convs = recs
-    assert project["steps"] == 2 and project["batch"] == 16 and project["depth"] == 8
+    assert project["steps"] == 4 and project["batch"] == 16 and project["depth"] == 8  # 2 rounds of 2 steps
+    assert len(project["round_images_per_s"]) == 2  # the median of two rounds is their mean
+    assert project["images_per_s"] == pytest.approx(sum(project["round_images_per_s"]) / 2, abs=0.01)
     assert project["images_per_s"] > 0 and reference["images_per_s"] > 0
     assert project["ratio_to_reference"] == pytest.approx(project["images_per_s"] / reference["images_per_s"],
                                                           rel=1e-2)
@@ -102,6 +104,36 @@ def test_batch_larger_than_the_data_is_refused(synthetic, tmp_path):
                   "--device", "cpu", "--out", "out", cwd=tmp_path)
     assert proc.returncode == 2 and "5000" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_paths_are_timed_in_interleaved_rounds_and_report_their_median():
+    calls = []
+
+    def path(name):
+        def step(i):
+            calls.append((name, i))
+        return step
+
+    timings = time_interleaved({"a": path("a"), "b": path("b")}, torch.device("cpu"), 8, rounds=3, warmup=2,
+                               min_steps=2, min_seconds=0)
+    order = [name for name, _ in calls]
+    # round 1: a (2 warm-up + 2), b (2 + 2); round 2 reversed, one warm-up step each; round 3 as round 1
+    assert order == ["a"] * 4 + ["b"] * 4 + ["b"] * 3 + ["a"] * 3 + ["a"] * 3 + ["b"] * 3
+    for t in timings.values():
+        assert t["steps"] == 6 and len(t["round_images_per_s"]) == 3
+        assert t["images_per_s"] == sorted(t["round_images_per_s"])[1]
+
+
+def test_a_failing_reference_is_dropped_and_any_other_failure_raised():
+    def broken(i):
+        raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Bus error")
+
+    timings = time_interleaved({"project": lambda i: None, "reference": broken}, torch.device("cpu"), 8,
+                               rounds=2, warmup=0, min_steps=1, min_seconds=0)
+    assert list(timings) == ["project"] and len(timings["project"]["round_images_per_s"]) == 2
+    with pytest.raises(RuntimeError, match="Bus error"):
+        time_interleaved({"project": broken}, torch.device("cpu"), 8, rounds=1, warmup=0, min_steps=1,
+                         min_seconds=0)
 
 
 def test_time_steps_runs_warmup_then_at_least_min_steps():

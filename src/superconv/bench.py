@@ -21,8 +21,9 @@ per-channel normalization), one after the other:
 
 On CPU every path runs under the allocator settings of `superconv.allocator`, applied before any of
 them allocates (measured at ResNet-56 batch 128: the tutorial loop gains nothing from them, the project
-~14%). Warm-up steps (worker start, cuDNN autotuning, compilation) are not timed; each measurement runs at
-least `--min-steps` steps and `--min-seconds`. Also printed: FLOPs per image (forward + backward, by
+~14%). Warm-up steps (worker start, cuDNN autotuning, compilation) are not timed; the paths of a cell are timed in
+`--rounds` interleaved rounds (`time_interleaved`: the development VMs drift within minutes) and each path's
+images/s is the median of its rounds, which ran `--min-seconds` in all. Also printed: FLOPs per image (forward + backward, by
 torch.utils.flop_counter: convolutions and matmuls) and the fraction of the machine's matmul rate
 (measured here, in the dtype the path computes in) that the path achieves. One JSON line per
 measurement is appended to `<--out>/bench.jsonl` with the hardware, versions and git sha.
@@ -82,6 +83,42 @@ def time_steps(step: Callable[[int], object], device: torch.device, batch: int, 
         todo = 0 if elapsed >= min_seconds else max(1, math.ceil(n * (min_seconds - elapsed) / max(elapsed, 1e-9)))
     seconds = time.perf_counter() - t0
     return {"steps": n, "seconds": round(seconds, 3), "images_per_s": round(n * batch / seconds, 2)}
+
+
+def time_interleaved(steps: dict[str, Callable[[int], object]], device: torch.device, batch: int, *, rounds: int,
+                     warmup: int, min_steps: int, min_seconds: float,
+                     optional: tuple[str, ...] = ("reference",)) -> dict[str, dict]:
+    """Each path timed in `rounds` interleaved rounds (path order reversed every other round); images/s is the
+    median of its rounds. Why: the development VMs drift by ~30% within minutes (two `make bench` runs of the
+    same code 4 minutes apart: bf16 matmul 0.59 vs 0.81 TFLOP/s, ResNet-56 b128 at 50.0% vs 64.6% of its
+    bound), so paths timed one after the other in single stretches compare the drift, not the paths.
+    Round 1 runs `warmup` untimed steps per path, later rounds one (caches, and the reference's DataLoader
+    workers refilling their prefetch queue, settle outside the timed stretch). Each round runs at least
+    `min_steps` steps and `min_seconds / rounds` seconds. A RuntimeError of an `optional` path (DataLoader
+    workers killed for lack of shared memory) is printed and that path dropped; any other path's is raised.
+    """
+    out: dict[str, dict] = {name: {"steps": 0, "seconds": 0.0, "round_images_per_s": []} for name in steps}
+    live = list(steps)
+    for r in range(rounds):
+        for name in (live if r % 2 == 0 else live[::-1]):
+            try:
+                t = time_steps(steps[name], device, batch, warmup=warmup if r == 0 else 1, min_steps=min_steps,
+                               min_seconds=min_seconds / rounds)
+            except RuntimeError as e:
+                if name not in optional:
+                    raise
+                print(f"  {name} failed: {' '.join(str(e).split())[:200]}", file=sys.stderr)
+                live.remove(name)
+                del out[name]
+                continue
+            out[name]["steps"] += t["steps"]
+            out[name]["seconds"] = round(out[name]["seconds"] + t["seconds"], 3)
+            out[name]["round_images_per_s"].append(t["images_per_s"])
+    for timing in out.values():
+        rates = sorted(timing["round_images_per_s"])
+        mid = len(rates) // 2
+        timing["images_per_s"] = round(rates[mid] if len(rates) % 2 else (rates[mid - 1] + rates[mid]) / 2, 2)
+    return out
 
 
 def _matmul_size(device: torch.device, dtype: torch.dtype, largest: int, seconds: float = 2.0) -> int:
@@ -283,20 +320,23 @@ def run(args) -> list[dict]:
         for depth in args.depths:
             flops = flops_per_image(depth)
             for batch in args.batches:
-                cell = {}
-                for path in args.paths:
+                built = {}
+                for path in args.paths:  # built together, then timed in interleaved rounds (time_interleaved)
                     try:
-                        step, info = (project_step(depth, batch, args, Path(scratch)) if path == "project"
-                                      else convs_step(depth, batch, args, device) if path == "convs"
-                                      else reference_step(depth, batch, args, device))
-                        timing = time_steps(step, device, batch, warmup=args.warmup, min_steps=args.min_steps,
-                                            min_seconds=args.min_seconds)
+                        built[path] = (project_step(depth, batch, args, Path(scratch)) if path == "project"
+                                       else convs_step(depth, batch, args, device) if path == "convs"
+                                       else reference_step(depth, batch, args, device))
                     except RuntimeError as e:  # e.g. DataLoader workers killed (no shared memory): say so, go on
                         if path != "reference":
                             raise
                         print(f"  ResNet-{depth} batch {batch} reference failed: {' '.join(str(e).split())[:200]}",
                               file=sys.stderr)
-                        continue
+                timings = time_interleaved({path: step for path, (step, _) in built.items()}, device, batch,
+                                           rounds=args.rounds, warmup=args.warmup, min_steps=args.min_steps,
+                                           min_seconds=args.min_seconds)
+                cell = {}
+                for path, timing in timings.items():
+                    info = built[path][1]
                     rate = rates[info["precision"]]  # every precision a path reports was measured above
                     achieved = timing["images_per_s"] * flops
                     rec = {"utc": stamp, "path": path, "depth": depth, "batch": batch, **info, **timing,
@@ -306,11 +346,12 @@ def run(args) -> list[dict]:
                            **hw, "command": " ".join(["python -m superconv.bench", *sys.argv[1:]])}
                     cell[path] = rec
                     records.append(rec)
+                    spread = ", ".join(f"{v:.0f}" for v in timing["round_images_per_s"])
                     print(f"  ResNet-{depth} batch {batch} {path:9s}: {timing['images_per_s']:9.1f} img/s "
-                          f"({info['precision']}, {timing['steps']} steps in {timing['seconds']:.1f} s), "
-                          f"{achieved / 1e12:.3f} TFLOP/s = {achieved / rate:.1%} of the {info['precision']} "
-                          f"matmul rate", file=sys.stderr)
-                    del step
+                          f"({info['precision']}, median of rounds [{spread}], {timing['steps']} steps in "
+                          f"{timing['seconds']:.1f} s), {achieved / 1e12:.3f} TFLOP/s = {achieved / rate:.1%} of the "
+                          f"{info['precision']} matmul rate", file=sys.stderr)
+                del built
                 if "reference" in cell:
                     _print_ratios(cell, depth, batch, flops)
                 _print_bound_share(cell, depth, batch)
@@ -366,14 +407,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="a config override for the project path (repeatable), e.g. model.bn_group=null")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per measurement")
     p.add_argument("--min-steps", type=int, default=5)
-    p.add_argument("--min-seconds", type=float, default=10.0)
+    p.add_argument("--min-seconds", type=float, default=10.0, help="per path, over all its rounds")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per cell; images/s is their median")
     p.add_argument("--out", default="results/bench")
     args = p.parse_args(argv)
     for name in ("depths", "batches"):
         if any(v < 1 for v in getattr(args, name)):
             p.error(f"--{name}: must be positive integers")
-    if args.warmup < 0 or args.min_steps < 1 or args.min_seconds < 0:
-        p.error("--warmup must be >= 0, --min-steps >= 1, --min-seconds >= 0")
+    if args.warmup < 0 or args.min_steps < 1 or args.min_seconds < 0 or args.rounds < 1:
+        p.error("--warmup must be >= 0, --min-steps >= 1, --min-seconds >= 0, --rounds >= 1")
     return args
 
 
