@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from superconv.config import ConfigError
+from superconv.config import ConfigError, validate
 from superconv.loop import train_step
 from superconv.models.resnet import build_resnet
 from superconv.optim import build_optimizer
@@ -95,7 +95,7 @@ def composed(synthetic_data_dir, tmp_path):
 
     def _c(*overrides):
         return _compose([f"paths.data_dir={synthetic_data_dir}", f"paths.results_dir={tmp_path}", "data=synthetic",
-                         "model.depth=8", "train.batch_size=16", "train.replicas=2", "logger=none", *overrides])
+                         "model.depth=8", "train.batch_size=16", "train.replicas=2", "logger=none", *overrides])[0]
 
     return _c
 
@@ -105,7 +105,7 @@ def test_compile_mode_reaches_torch_compile(composed, monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda model, **kw: seen.append(kw) or model)
     for mode in ("reduce-overhead", "max-autotune", None):
         c = composed("train.compile=true", "train.device=cpu", *([f"train.compile_mode={mode}"] if mode else []))
-        prepare(c, iterations=c["train"]["iterations"], schedule_cfg=c["schedule"])
+        prepare(c, validate(c))
     assert seen == [{"mode": "reduce-overhead"}, {"mode": "max-autotune"}, {"mode": None}]
 
 
@@ -114,7 +114,7 @@ def test_compile_mode_reaches_torch_compile(composed, monkeypatch):
 def test_bad_compile_mode_or_tf32_is_a_config_error(composed, override, key):
     c = composed("train.device=cpu", override, *(["train.compile=true"] if "turbo" in override else []))
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        prepare(c, iterations=c["train"]["iterations"], schedule_cfg=c["schedule"])
+        prepare(c, validate(c))
 
 
 @pytest.mark.slow  # compiling costs ~1 min per mode on a 2-core CPU
@@ -140,7 +140,7 @@ def test_tf32_on_cuda_is_applied_and_its_fp32_step_matches(composed, tf32):
     old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     try:
         c = composed(f"train.tf32={str(tf32).lower()}", "train.device=cuda", "train.precision=fp32")
-        prepare(c, iterations=c["train"]["iterations"], schedule_cfg=c["schedule"])
+        prepare(c, validate(c))
         assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (tf32, tf32)
         before, (ref_loss, _, ref), (fast_loss, _, fast) = _fp32_and_fast("cuda", None, compiled=False)
         assert fast_loss == pytest.approx(ref_loss, rel=2e-2)

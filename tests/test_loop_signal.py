@@ -34,11 +34,11 @@ class _LateFlag:
 
 
 def test_a_signal_between_two_reads_still_leaves_a_checkpoint(synthetic_data_dir, tmp_path, monkeypatch):
-    c = _compose([f"paths.data_dir={synthetic_data_dir}", f"paths.results_dir={tmp_path}", "data=synthetic",
+    c, schedule = _compose([f"paths.data_dir={synthetic_data_dir}", f"paths.results_dir={tmp_path}", "data=synthetic",
                   "scale=smoke", "train.device=cpu", "train.threads=1", "train.checkpoint_every=1000", "train.log_every=1",
                   "train.progress=false"])
     c["paths"]["run_dir"] = str(tmp_path / "run")
-    s = prepare(c, iterations=c["train"]["iterations"], schedule_cfg=c["schedule"])
+    s = prepare(c, schedule)
     open_store(s, None)
     monkeypatch.setattr(loop, "_SignalFlag", _LateFlag)
     settings = loop.Settings(iterations=c["train"]["iterations"], eval_every=c["train"]["eval_every"],
@@ -47,6 +47,6 @@ def test_a_signal_between_two_reads_still_leaves_a_checkpoint(synthetic_data_dir
     logger = make_logger({"name": "none"}, c, group="t", name="t", run_dir=tmp_path / "run", wandb_dir=tmp_path,
                          job_type="train")
     with pytest.raises(loop.Interrupted):
-        loop.run_loop(s.parts(), settings, RunDir(tmp_path / "run"), logger, None)
+        loop.run_loop(s, settings, logger, None)
     state = checkpoint.load(RunDir(tmp_path / "run").checkpoint)
     assert state is not None and state["iteration"] >= 1  # stopped with the checkpoint it promised

@@ -254,7 +254,7 @@ def test_resume_with_the_metric_on_gives_the_same_metrics(run_cli, tmp_path):
 
 
 def test_every_path_that_builds_a_run_gets_the_estimate(synthetic_data_dir, tmp_path):
-    """session.Setup.parts attaches it, so superconv.train and `bench --set train.lr_estimate_every=k` (which
+    """session.prepare attaches it, so superconv.train and `bench --set train.lr_estimate_every=k` (which
     times what training runs) both carry it; off by default."""
     from superconv.bench import _compose
     from superconv.session import prepare
@@ -262,6 +262,5 @@ def test_every_path_that_builds_a_run_gets_the_estimate(synthetic_data_dir, tmp_
     base = [f"paths.data_dir={synthetic_data_dir}", f"paths.results_dir={tmp_path}", "data=synthetic",
             "scale=smoke", "train.device=cpu"]
     for extra, on in (([], False), (["train.lr_estimate_every=4"], True)):
-        c = _compose(base + extra)
-        parts = prepare(c, iterations=c["train"]["iterations"], schedule_cfg=c["schedule"]).parts()
+        parts = prepare(*_compose(base + extra))
         assert (parts.lr_estimate is not None) == on

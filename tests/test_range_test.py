@@ -1,4 +1,4 @@
-"""The LR range test: lr_find restores state and is reproducible; both CLI modes write a verdict."""
+"""The LR range test: both CLI modes write a verdict; lr_find is the training loop with fastai's stop rule."""
 
 from __future__ import annotations
 
@@ -7,68 +7,19 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from conftest import cli_env
-from superconv.models.resnet import build_resnet
-from superconv.optim import build_optimizer
-from superconv.modes.range_test import lr_find
+from superconv.modes.range_test import LossStop
+from superconv.range_analysis import smooth_losses, stop_index
 from superconv.results import read_metrics
 
-OPTIM = {"name": "sgd", "momentum": 0.9, "weight_decay": 1e-4, "nesterov": False, "decay": "paper"}
-
-
-def _batches(seed: int):
-    """A seeded stream of learnable batches (class = which quadrant is bright)."""
-    g = torch.Generator().manual_seed(seed)
-
-    def next_batch():
-        y = torch.randint(0, 4, (16,), generator=g)
-        x = torch.randn(16, 3, 32, 32, generator=g) * 0.3
-        for i, c in enumerate(y.tolist()):
-            x[i, :, (c // 2) * 16:(c // 2 + 1) * 16, (c % 2) * 16:(c % 2 + 1) * 16] += 2.0
-        return x, y
-
-    return next_batch
-
-
-def _setup():
-    torch.manual_seed(0)
-    model = build_resnet(8, "paper", num_classes=4)
-    return model, build_optimizer(model, OPTIM, 0.1)
-
-
-def test_lr_find_restores_model_optimizer_and_rng():
-    model, opt = _setup()
-    # give the optimizer some momentum state first, as a model mid-training would have
-    x, y = _batches(1)()
-    torch.nn.functional.cross_entropy(model(x), y).backward()
-    opt.step()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    opt_before = {k: v["momentum_buffer"].clone() for k, v in opt.state_dict()["state"].items()}
-    rng_before = torch.get_rng_state()
-
-    res = lr_find(model, opt, _batches(0), num_it=30, start_lr=1e-5, end_lr=10)
-    assert len(res.lrs) >= 5
-    after = model.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN running stats
-    opt_after = {k: v["momentum_buffer"] for k, v in opt.state_dict()["state"].items()}
-    assert all(torch.equal(opt_before[k], opt_after[k]) for k in opt_before)
-    assert torch.equal(rng_before, torch.get_rng_state())
-    assert opt.param_groups[0]["lr"] == 0.1  # the search's LRs do not leak into the optimizer
-
-
-def test_lr_find_is_reproducible_and_stops_on_divergence():
-    results = []
-    for _ in range(2):
-        model, opt = _setup()
-        results.append(lr_find(model, opt, _batches(0), num_it=60, start_lr=1e-5, end_lr=1e4))
-    a, b = results
-    assert a.lrs == b.lrs and a.losses == b.losses and a.suggestions == b.suggestions
-    assert a.stopped_at is not None and a.stopped_at < 59  # LR 1e4 blows the loss up before the end
-    assert a.lrs[0] == pytest.approx(1e-5)
-    assert a.suggestions["minimum"] == pytest.approx(
-        a.lrs[min(range(6, len(a.smoothed) - 5), key=a.smoothed.__getitem__)] / 10)
+def test_the_loss_stop_is_fastais_rule_applied_loss_by_loss():
+    losses = [2.0, 1.5, 1.0, 0.8, 0.9, 1.5, 3.0, 9.0, 40.0, 200.0, 1e4]
+    rule = LossStop(factor=4.0, beta=0.5)
+    first = next(i for i, loss in enumerate(losses) if rule(loss))
+    assert first == stop_index(smooth_losses(losses, 0.5), 4.0) and 0 < first < len(losses) - 1
+    resumed = LossStop(factor=4.0, beta=0.5, losses=losses[:first])  # an attempt resumed from its checkpoint
+    assert resumed(losses[first]) and not LossStop(4.0, 0.5, losses[:3])(losses[3])
 
 
 def _range_cli(tmp_path, data_dir, *overrides):
@@ -118,10 +69,31 @@ def test_loss_mode_cli_is_reproducible(tmp_path, synthetic_data_dir):
         proc = _range_cli(tmp_path / name, synthetic_data_dir, "range_test.mode=loss", "range_test.num_it=30")
         assert proc.returncode == 0, proc.stderr
         summary, rows = _summary(tmp_path / name)
-        assert summary["range_test"]["mode"] == "loss" and summary["range_test"]["restored"]
+        assert summary["range_test"]["mode"] == "loss" and summary["status"] == "completed"
         assert rows[0]["lr"] == pytest.approx(1e-7)
+        assert all(r["test/acc"] is None for r in rows)  # no test evaluation: the finder reads training losses
         suggestions.append(summary["range_test"]["suggestions"])
     assert suggestions[0] == suggestions[1] and suggestions[0]["valley"] > 0
+
+
+def test_loss_mode_stops_where_the_smoothed_loss_blows_up(tmp_path, synthetic_data_dir):
+    proc = _range_cli(tmp_path, synthetic_data_dir, "range_test.mode=loss", "range_test.num_it=60",
+                      "range_test.start_lr=1e-5", "range_test.end_lr=1e4")
+    assert proc.returncode == 0, proc.stderr
+    summary, rows = _summary(tmp_path)
+    rt = summary["range_test"]
+    assert rt["stopped_at"] is not None and rt["stopped_at"] < 59  # LR 1e4 blows the loss up before the end
+    losses = [r["train/loss"] for r in rows]
+    diverged = len(rows) == rt["stopped_at"]
+    if not diverged:  # stopped by the rule at its last row (else: a non-finite loss next)
+        assert stop_index(smooth_losses(losses), 4.0) == rt["stopped_at"]
+        assert summary["iterations"] == len(rows) and rt["stop_lr"] == rows[-1]["lr"]
+    else:
+        assert len(rows) == rt["stopped_at"] and summary["diverged_at"] == rt["stopped_at"] + 1
+    assert rows[0]["lr"] == pytest.approx(1e-5)
+    smoothed = smooth_losses(losses + [float("nan")] * diverged)  # a non-finite loss stays in the analysis as NaN
+    assert rt["suggestions"]["minimum"] == pytest.approx(
+        rows[min(range(6, len(smoothed) - 5), key=smoothed.__getitem__)]["lr"] / 10)
 
 
 @pytest.mark.parametrize("override,key", [

@@ -168,7 +168,8 @@ def flops_per_image(depth: int, num_classes: int = 10) -> float:
     return counter.get_total_flops() / 4
 
 
-def _compose(overrides: list[str]) -> dict:
+def _compose(overrides: list[str]) -> tuple[dict, object]:
+    """The validated config of these overrides and its schedule (session.load_config's check, no store)."""
     from hydra import compose, initialize_config_dir
 
     from .config import CONF_DIR, validate
@@ -177,8 +178,7 @@ def _compose(overrides: list[str]) -> dict:
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="bench"):
         cfg = compose("config", overrides=overrides)
     c = plain(cfg)
-    validate(c)
-    return c
+    return c, validate(c)
 
 
 def project_step(depth: int, batch: int, args, scratch: Path) -> tuple[Callable[[int], object], dict]:
@@ -186,16 +186,15 @@ def project_step(depth: int, batch: int, args, scratch: Path) -> tuple[Callable[
     from .loop import train_iteration
     from .session import prepare
 
-    c = _compose([f"model.depth={depth}", f"train.batch_size={batch}", f"data.name={args.dataset}",
+    c, schedule = _compose([f"model.depth={depth}", f"train.batch_size={batch}", f"data.name={args.dataset}",
                   "data.augment=standard", f"paths.data_dir={args.data_dir}", f"paths.results_dir={scratch}",
                   "schedule=constant", f"schedule.max_lr={LR}", "train.iterations=1000000",
                   f"train.device={args.device}", f"train.precision={args.precision}",
                   f"train.compile={str(args.compile).lower()}", "logger=none", *getattr(args, "set", [])])
-    s = prepare(c, iterations=c["train"]["iterations"], schedule_cfg=c["schedule"])
-    parts = s.parts()
-    gen = torch.Generator(device=s.device).manual_seed(0)
+    parts = prepare(c, schedule)
+    gen = torch.Generator(device=parts.device).manual_seed(0)
     parts.model.train()
-    info = {"precision": "bf16" if s.amp_dtype == torch.bfloat16 else "fp32", "channels_last": True,
+    info = {"precision": "bf16" if parts.amp_dtype == torch.bfloat16 else "fp32", "channels_last": True,
             "compile": bool(args.compile), "data": "uint8 on the device, batched tensor augmentation"}
     return (lambda it: train_iteration(parts, it, gen)), info
 

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from .lr_estimate import check_every
 from .models.resnet import check_args
 from .optim import check_cfg
-from .schedules import build_schedule
+from .schedules import Schedule, build_schedule
 
 
 def scaled(iterations, factor) -> int:
@@ -225,9 +225,10 @@ def _choice(cfg: Mapping, key: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def validate(cfg: Mapping) -> None:
+def validate(cfg: Mapping) -> Schedule:
     """Check every user-settable value of a resolved config (a plain nested dict), and that it holds no key
-    that no config file declares."""
+    that no config file declares. Returns the run's schedule: building it is its check, and the run uses
+    this one (session.load_config hands it to session.prepare), so it is built once."""
     check_known_keys(cfg)
     _int_at_least(cfg, "seed", 0)
     for key in ("batch_size", "replicas", "iterations", "eval_every", "eval_batch_size", "log_every",
@@ -253,12 +254,13 @@ def validate(cfg: Mapping) -> None:
         check_args(m["depth"], m["variant"], 10, m["dropout"], m["bn_momentum"], m["dropout_at"], m["bn_stats"],
                    m["bn_group"])
         check_cfg(cfg["optim"])
-        build_schedule(cfg["schedule"], cfg["train"]["iterations"], cfg["optim"]["momentum"])
+        schedule = build_schedule(cfg["schedule"], cfg["train"]["iterations"], cfg["optim"]["momentum"])
         check_every(cfg["train"].get("lr_estimate_every"))
     except ValueError as e:
         raise ConfigError(str(e)) from None
     _choice(cfg, "logger.name", ("none", "wandb"))
     _choice(cfg, "job", ("train", "range_test"))
+    return schedule
 
 
 # What a config without these keys computed: runs made before they existed (protocol_version 1) used

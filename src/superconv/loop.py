@@ -1,6 +1,6 @@
 """The iteration-based training loop: steps, evaluation, metric rows, checkpoints, divergence, signals.
 
-Knows nothing of Hydra: `superconv.session.prepare` builds the pieces and hands them over as a `Parts`.
+Knows nothing of Hydra: `superconv.session.prepare` builds the run once and hands it over as a `Parts`.
 Per iteration the loop sets the schedule's LR and momentum, draws a batch by index from the tensors
 already on the device, augments it in one batched operation and takes one optimizer step. The loss
 and the number of correct predictions stay on the device until a flush (every `log_every` iterations,
@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -45,8 +46,11 @@ class Interrupted(Exception):
 
 @dataclass
 class Parts:
-    """Everything one run trains with; built by superconv.session (`Setup.parts`)."""
+    """Everything one run is: its config and directory, and what it trains with. Built once, checked, by
+    `superconv.session.prepare` (training, the range tests, `make bench` and `superconv.profile` alike)."""
 
+    c: dict  # the resolved, validated config (a plain dict)
+    store: RunDir  # the run's directory: checked against its owner, created by session.open_store
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     schedule: Schedule
@@ -56,14 +60,18 @@ class Parts:
     test_y: torch.Tensor
     eval_x: torch.Tensor  # intermediate evaluations (a stratified subset, or the full set)
     eval_y: torch.Tensor
+    num_classes: int
     augment: Augment
     order: BatchOrder
     device: torch.device
     amp_dtype: torch.dtype | None  # None: fp32
-    seed: int
     step_model: torch.nn.Module | None = None  # the model the training step calls (torch.compile'd); None: model
     # (compared with `is None`: a compiled module refuses bool(), which asks its len())
     lr_estimate: LREstimate | None = None  # the Hessian-free LR estimate (train.lr_estimate_every); None: off
+
+    @property
+    def seed(self) -> int:
+        return self.c["seed"]
 
 
 @dataclass
@@ -75,11 +83,12 @@ class Settings:
     checkpoint_every: int
     progress: bool = True
     desc: str = "train"
+    evaluate: bool = True  # False: no test evaluation at all (the LR finder, which reads training losses only)
 
 
 @dataclass
 class Outcome:
-    status: str  # completed | diverged
+    status: str  # completed | diverged | stopped (by the run's stop rule)
     iterations: int
     images_seen: int
     wall_s: float
@@ -176,8 +185,15 @@ def augmentation_generator(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed + AUGMENT_SEED_OFFSET)
 
 
-def run_loop(p: Parts, s: Settings, store: RunDir, logger, resume: dict | None) -> Outcome:
-    """Train from iteration 0, or from `resume` (a checkpoint), to `s.iterations` or divergence."""
+def run_loop(p: Parts, s: Settings, logger, resume: dict | None,
+             stop_rule: Callable[[float], bool] | None = None) -> Outcome:
+    """Train from iteration 0, or from `resume` (a checkpoint), to `s.iterations`, divergence, or `stop_rule`.
+
+    `stop_rule(loss)` is called with each finite training loss in order, when its row is flushed (every
+    `s.log_every` iterations: 1 stops at the iteration itself); True ends the run there, status "stopped",
+    rows up to that iteration written. The LR finder is this loop with fastai's stop rule and an
+    exponential schedule (superconv.modes.range_test).
+    """
     gen = augmentation_generator(p.seed, p.device)
     start, counters = 0, {"images_seen": 0, "wall_s": 0.0, "train_s": 0.0, "best_test_acc": None,
                           "last_test": None}
@@ -192,6 +208,7 @@ def run_loop(p: Parts, s: Settings, store: RunDir, logger, resume: dict | None) 
             p.lr_estimate.load_state_dict(resume["lr_estimate"])
 
     n_train, total = len(p.train_x), s.iterations
+    store = p.store
     writer = MetricsWriter(store.metrics)
     bar = tqdm(total=total, initial=start, desc=s.desc, unit="it", disable=not s.progress,
                file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
@@ -225,12 +242,27 @@ def run_loop(p: Parts, s: Settings, store: RunDir, logger, resume: dict | None) 
                 # The flag is read once per iteration: a signal arriving between the checkpoint decision and the
                 # exit below would otherwise stop the run without the checkpoint it was promised.
                 stop = flag.signum
-                eval_now = done % s.eval_every == 0 or done == total
+                eval_now = s.evaluate and (done % s.eval_every == 0 or done == total)
                 ckpt_now = (done % s.checkpoint_every == 0 and done < total) or stop is not None
                 if not (eval_now or ckpt_now or len(pending) >= s.log_every):
                     continue
 
                 rows, bad = _materialize(pending, n_train)
+                cut = (None if stop_rule is None
+                       else next((i for i, r in enumerate(rows) if stop_rule(r["train/loss"])), None))
+                if cut is not None:  # the stop rule ends the run at rows[cut]: the rest were never run
+                    unrun = pending[cut + 1:]
+                    rows = rows[:cut + 1]
+                    writer.write(rows)
+                    logger.log_rows(rows)
+                    wall_s, train_s = timing()
+                    kept = images_session - sum(t[5] for t in unrun)
+                    return Outcome(status="stopped", iterations=rows[-1]["iteration"],
+                                   images_seen=counters["images_seen"] - sum(t[5] for t in unrun), wall_s=wall_s,
+                                   train_s=train_s,
+                                   images_per_s=_rate(kept, time.perf_counter() - t_session - eval_s),
+                                   final_test_loss=None, final_test_acc=None,
+                                   best_test_acc=counters["best_test_acc"])
                 pending = []
                 last_row = rows[-1] if rows else last_row
                 if bad is not None:  # non-finite loss: keep the rows before it and stop
@@ -276,10 +308,10 @@ def run_loop(p: Parts, s: Settings, store: RunDir, logger, resume: dict | None) 
         writer.close()
 
     wall_s, train_s = timing()
-    last = counters["last_test"]
+    last = counters["last_test"] or {}
     return Outcome(status="completed", iterations=total, images_seen=counters["images_seen"], wall_s=wall_s,
                    train_s=train_s, images_per_s=_rate(images_session, time.perf_counter() - t_session - eval_s),
-                   final_test_loss=last["loss"], final_test_acc=last["acc"],
+                   final_test_loss=last.get("loss"), final_test_acc=last.get("acc"),
                    best_test_acc=counters["best_test_acc"])
 
 

@@ -44,7 +44,7 @@ Measured cost (MEASURED_COST), ResNet-20 paper variant (224,042 parameters), bat
 on this project's 2-core Intel Xeon with AVX512-BF16 and AMX-BF16 (bf16 autocast), 1 thread, while other
 training shared the machine: `python -m superconv.bench --depths 20 --batches 128 --paths project --set
 train.threads=1 [--set train.lr_estimate_every=1]` (with the estimate attached as superconv.train attaches it:
-bench's own set-up, session.Setup.parts, does not pass the key on) gave 363 and 380 img/s off, 386 and 530 img/s
+bench's own set-up did not pass the key on then) gave 363 and 380 img/s off, 386 and 530 img/s
 on: the background load moves a 20 s measurement by far more than the estimate costs. Timed alone in the same
 process, the estimate takes 2.4 ms per iteration against a 330 ms training step: 0.7%. Interleaved A/B steps
 in one process: median 387 img/s off, 373 on (-4%, within the noise of those rounds, 363-589 img/s).

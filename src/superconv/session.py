@@ -11,7 +11,6 @@ from __future__ import annotations
 import platform
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,14 +20,14 @@ from . import checkpoint
 from .allocator import keep_freed_memory
 from .config import ConfigError, identity, validate
 from .hardware import describe_device, git_sha, pick_device, pick_precision
-from .data import DataError, Split, load_dataset
+from .data import DataError, load_dataset
 from .loop import Parts
 from .lr_estimate import LREstimate
 from .models.resnet import build_resnet
 from .optim import build_optimizer
 from .results import RunDir, StoreError, truncate_metrics
 from .sampling import Augment, BatchOrder, stratified_indices
-from .schedules import Schedule, build_schedule
+from .schedules import Schedule
 
 USER_ERRORS = (ConfigError, DataError, StoreError, checkpoint.CheckpointError)
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
@@ -87,40 +86,13 @@ def check_store(c: Mapping) -> RunDir:
     return store
 
 
-@dataclass
-class Setup:
-    """What a run trains with, built and checked before anything is written."""
+def prepare(c: dict, schedule: Schedule, store: RunDir | None = None) -> Parts:
+    """Check everything and build the run once; raises one of USER_ERRORS on bad input.
 
-    c: dict
-    store: RunDir
-    device: torch.device
-    amp_dtype: torch.dtype | None
-    split: Split  # on the device; train_x/train_y already the `data.fraction` subset
-    eval_x: torch.Tensor  # the test images of intermediate evaluations (train.eval_subset, or all)
-    eval_y: torch.Tensor
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    schedule: Schedule
-    order: BatchOrder
-    augment: Augment
-    step_model: torch.nn.Module  # `model`, or torch.compile(model) (train.compile); shares its parameters
-
-    def parts(self) -> Parts:
-        """What the loop trains with (superconv.train and superconv.bench step the same thing)."""
-        return Parts(model=self.model, optimizer=self.optimizer, schedule=self.schedule,
-                     train_x=self.split.train_x, train_y=self.split.train_y, test_x=self.split.test_x,
-                     test_y=self.split.test_y, eval_x=self.eval_x, eval_y=self.eval_y, augment=self.augment,
-                     order=self.order, device=self.device, amp_dtype=self.amp_dtype, seed=self.c["seed"],
-                     step_model=self.step_model, lr_estimate=self._lr_estimate())
-
-    def _lr_estimate(self) -> LREstimate | None:
-        """The Hessian-free LR estimate when `train.lr_estimate_every` asks for it (bench times it too)."""
-        every = self.c["train"].get("lr_estimate_every")
-        return LREstimate(self.model.parameters(), every) if every else None
-
-
-def prepare(c: dict, *, iterations: int, schedule_cfg: Mapping) -> Setup:
-    """Check everything and build the run's parts; raises one of USER_ERRORS on bad input."""
+    `c` is validated and `schedule` built by `load_config` (or by the caller: the LR finder's exponential
+    schedule, the bench's). `store`: the run directory `load_config` already checked; None checks it here
+    (bench, profile), so each run's store is checked exactly once.
+    """
     tr = c["train"]
     if tr["threads"]:
         torch.set_num_threads(tr["threads"])
@@ -138,7 +110,7 @@ def prepare(c: dict, *, iterations: int, schedule_cfg: Mapping) -> Setup:
         if tr.get("tf32") is not None:  # fp32 matmuls and convolutions on TF32 tensor cores, or neither
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tr["tf32"]
     amp_dtype = pick_precision(tr["precision"], device)
-    store = check_store(c)
+    store = check_store(c) if store is None else store
     try:
         split = load_dataset(c["data"]["name"], c["paths"]["data_dir"], download=c["data"]["download"],
                              verify_md5=c["data"]["verify_md5"])
@@ -157,7 +129,8 @@ def prepare(c: dict, *, iterations: int, schedule_cfg: Mapping) -> Setup:
         model = build_resnet(m["depth"], m["variant"], split.num_classes, m["dropout"], m["bn_momentum"],
                              m["dropout_at"], m["bn_stats"], m["bn_group"])
         model = model.to(device, memory_format=torch.channels_last)
-        schedule = build_schedule(schedule_cfg, iterations, c["optim"]["momentum"])
+        # built with the schedule's first LR (torch optimizers need one); the loop sets each step's LR and
+        # momentum from the schedule (optim.set_hparams), the same values at step 0
         optimizer = build_optimizer(model, c["optim"], schedule.lr(0))
         order = BatchOrder(len(subset), tr["batch_size"], c["seed"])
     except ValueError as e:
@@ -167,27 +140,28 @@ def prepare(c: dict, *, iterations: int, schedule_cfg: Mapping) -> Setup:
     # The normalisation statistics come from the FULL training set, also for reduced-training-set runs: the
     # author's Table 1 runs subtract the full set's mean file (mean.binaryproto in every log).
     augment = Augment(c["data"]["augment"], split.train_x)
-    split = Split(train_x=split.train_x[subset].to(device), train_y=split.train_y[subset].to(device),
-                  test_x=split.test_x.to(device), test_y=split.test_y.to(device),
-                  num_classes=split.num_classes, classes=split.classes)
+    train_x, train_y = split.train_x[subset].to(device), split.train_y[subset].to(device)
+    test_x, test_y = split.test_x.to(device), split.test_y.to(device)
     # Only the training step is compiled: evaluation (model.eval(), inference mode) calls the eager
     # module, which would otherwise cost a second compilation; checkpoints use its plain state_dict keys.
     step_model = torch.compile(model, mode=tr.get("compile_mode")) if tr.get("compile") else model
-    return Setup(c=c, store=store, device=device, amp_dtype=amp_dtype, split=split, model=model,
-                 step_model=step_model, eval_x=split.test_x[test_idx.to(device)],
-                 eval_y=split.test_y[test_idx.to(device)], optimizer=optimizer, schedule=schedule, order=order,
-                 augment=augment)
+    every = tr.get("lr_estimate_every")  # the Hessian-free LR estimate (bench times it too)
+    return Parts(c=c, store=store, model=model, optimizer=optimizer, schedule=schedule, train_x=train_x,
+                 train_y=train_y, test_x=test_x, test_y=test_y, eval_x=test_x[test_idx.to(device)],
+                 eval_y=test_y[test_idx.to(device)], num_classes=split.num_classes, augment=augment, order=order,
+                 device=device, amp_dtype=amp_dtype, step_model=step_model,
+                 lr_estimate=LREstimate(model.parameters(), every) if every else None)
 
 
-def load_config(cfg) -> tuple[dict, RunDir | None]:
-    """Validate; return the plain config and, when the run is already done, its store (else None)."""
+def load_config(cfg) -> tuple[dict, Schedule, RunDir]:
+    """Validate once: the plain config, the schedule built while validating it (prepare uses it), and the
+    run directory, checked against its owner (`store.is_done()` says whether there is anything to run)."""
     c = plain(cfg)
-    validate(c)
-    store = check_store(c)
-    return c, (store if store.is_done() else None)
+    schedule = validate(c)
+    return c, schedule, check_store(c)
 
 
-def open_store(s: Setup, resume: dict | None) -> None:
+def open_store(s: Parts, resume: dict | None) -> None:
     """Create the run directory and make metrics.csv consistent with the checkpoint (if any)."""
     store = s.store
     store.path.mkdir(parents=True, exist_ok=True)
@@ -201,7 +175,7 @@ def open_store(s: Setup, resume: dict | None) -> None:
         store.metrics.unlink()  # rows of an attempt that never reached a checkpoint
 
 
-def provenance(s: Setup, command: str | None, job_type: str) -> dict:
+def provenance(s: Parts, command: str | None, job_type: str) -> dict:
     """Where a number came from: code version, software, hardware, the command that reproduces it."""
     return {
         "git_sha": git_sha(),
@@ -217,7 +191,7 @@ def provenance(s: Setup, command: str | None, job_type: str) -> dict:
     }
 
 
-def finish(s: Setup, summary: Mapping) -> None:
+def finish(s: Parts, summary: Mapping) -> None:
     """Write summary.json, drop the checkpoint (unless kept) and mark the run DONE, in that order."""
     s.store.write_summary(summary)
     if not s.c["train"]["keep_checkpoint"]:

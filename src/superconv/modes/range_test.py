@@ -12,8 +12,9 @@ Two tests, selected by `range_test.mode`:
   before it are kept and the LR at which it happened is recorded.
 - `loss` (fastai's lr_find): exponential LR from `range_test.start_lr` to `end_lr` over `num_it`
   iterations, debiased smoothed training loss, stop when it exceeds `stop_factor` x its minimum,
-  suggestions `valley`, `steep`, `minimum` (rules in superconv.range_analysis). Unlike fastai's, the model
-  and optimizer are restored afterwards and the batches come from the run's seed, so two calls agree.
+  suggestions `valley`, `steep`, `minimum` (rules in superconv.range_analysis). It is the training loop
+  (superconv.loop.run_loop) with that stop rule (`LossStop`), that schedule and no test evaluation: a run
+  like any other (resumable, same store), whose batches come from the run's seed, so two runs agree.
 
     python -m superconv.range_test model=resnet20 data.fraction=0.2 train.batch_size=128 \
         train.iterations=400 train.eval_every=20 train.eval_subset=2000   # ~3 min on 2 CPU cores
@@ -25,23 +26,15 @@ Results: `<paths.results_dir>/<experiment_name>/<overrides>/` as for training (a
 
 from __future__ import annotations
 
-import copy
 import math
 import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
-import torch
-
-from .. import checkpoint
 from ..config import ConfigError
-from ..loop import Outcome, augmentation_generator, train_step
-from ..optim import set_hparams
-from ..range_analysis import lr_find_suggestions, smooth_losses, suggest_bounds, verdict
-from ..results import MetricsWriter, read_metrics
-from ..schedules import build_schedule
-from ..session import Setup, finish, load_config, open_store, prepare, provenance
+from ..loop import Outcome, Parts
+from ..range_analysis import lr_find_suggestions, smooth_losses, stop_index, suggest_bounds, verdict
+from ..results import read_metrics
+from ..schedules import Schedule, build_schedule
+from ..session import load_config
 from . import training
 
 
@@ -69,7 +62,7 @@ def validate_range_test(c: dict) -> None:
 
 # ---- accuracy mode: a training run plus its analysis ----------------------------------------------
 
-def analyze_accuracy(s: Setup, out: Outcome) -> dict:
+def analyze_accuracy(s: Parts, out: Outcome) -> dict:
     """The verdict and suggested bounds from the logged accuracy-vs-LR curve (summary fields)."""
     rt = s.c["range_test"]
     evals = [(r["lr"], r["test/acc"]) for r in read_metrics(s.store.metrics) if r["test/acc"] is not None]
@@ -81,7 +74,7 @@ def analyze_accuracy(s: Setup, out: Outcome) -> dict:
         return {"range_test": result}
     lrs, accs = [e[0] for e in evals], [e[1] for e in evals]
     result["verdict"] = verdict(lrs, accs, diverged_lr=diverged_lr, tolerance=rt["tolerance"],
-                                chance=1.0 / s.split.num_classes)
+                                chance=1.0 / s.num_classes)
     if result["verdict"]["label"] == "never_learns":
         result["note"] = "no bounds: the network never learned in this range"
     else:
@@ -97,113 +90,70 @@ def analyze_accuracy(s: Setup, out: Outcome) -> dict:
     return {"range_test": result}
 
 
-# ---- loss mode: fastai's lr_find -------------------------------------------------------------------
+# ---- loss mode: fastai's lr_find, the training loop with a stop rule ----------------------------------
 
-@dataclass
-class LrFindResult:
-    lrs: list[float]
-    losses: list[float]  # raw training losses
-    smoothed: list[float]
-    accs: list[float]
-    stopped_at: int | None  # iteration index at which the smoothed loss passed stop_factor x best
-    suggestions: dict | None
-    note: str = ""
+class LossStop:
+    """fastai's stop rule (`range_analysis.stop_index`) as the loop's `stop_rule`: called with each training loss
+    in order, True at the first whose debiased smoothed value exceeds `factor` x the smallest so far.
+    `losses`: those of an earlier attempt of the same run (resumed from its checkpoint)."""
+
+    def __init__(self, factor: float, beta: float, losses: list[float] = ()):
+        self.factor, self.beta, self.losses = factor, beta, list(losses)
+
+    def __call__(self, loss: float) -> bool:
+        self.losses.append(loss)
+        smoothed = smooth_losses(self.losses, self.beta)
+        return stop_index(smoothed, self.factor) == len(smoothed) - 1
 
 
-def lr_find(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]], *, start_lr: float = 1e-7,
-            end_lr: float = 10.0, num_it: int = 100, stop_factor: float = 4.0, beta: float = 0.98,
-            momentum: float = 0.9, amp_dtype: torch.dtype | None = None,
-            device: torch.device = torch.device("cpu")) -> LrFindResult:
-    """fastai's lr_find; the model, the optimizer and the global RNG are restored afterwards.
+def loss_stop(s: Parts) -> LossStop:
+    rt = s.c["range_test"]
+    earlier = read_metrics(s.store.metrics) if s.store.metrics.exists() else []  # a resumed attempt's rows
+    return LossStop(rt["stop_factor"], rt["beta"], [r["train/loss"] for r in earlier])
 
-    The LR grows exponentially from start_lr to end_lr over num_it steps (the range_test schedule in
-    `exp` mode); the search stops when the smoothed loss exceeds stop_factor x its minimum or is not
-    finite. Suggestions are made, as fastai does, on the smoothed curve without its first num_it//10 and
-    last 5 points.
-    """
-    schedule = build_schedule({"name": "range_test", "mode": "exp", "min_lr": start_lr, "max_lr": end_lr},
-                              num_it, momentum)
-    saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()), checkpoint.rng_state(),
-             model.training)
-    lrs, losses, accs, stopped_at = [], [], [], None
-    model.train()
+
+def analyze_loss(s: Parts, out: Outcome) -> dict:
+    """fastai's suggestions from the run's smoothed training losses (summary fields). The search ends at its
+    stop rule or at a non-finite loss, both a normal end of an LR finder: its status is `completed`."""
+    rt = s.c["range_test"]
+    rows = read_metrics(s.store.metrics)
+    lrs, losses = [r["lr"] for r in rows], [r["train/loss"] for r in rows]
+    stopped_at = None  # 0-based index of the update that ended the search
+    if out.status == "stopped":
+        stopped_at = out.iterations - 1
+    elif out.status == "diverged":  # its loss was not finite: kept as NaN, so the suggestions cut there
+        stopped_at = out.diverged_at - 1
+        lrs.append(s.schedule.lr(stopped_at))
+        losses.append(math.nan)
+    smoothed = smooth_losses(losses, rt["beta"])
     try:
-        for it in range(num_it):
-            lr = schedule.lr(it)
-            set_hparams(optimizer, lr, schedule.momentum(it))
-            x, y = next_batch()
-            loss, correct = train_step(model, optimizer, x, y, amp_dtype, device)
-            lrs.append(lr)
-            losses.append(loss.item())
-            accs.append(correct.item() / len(y))
-            smoothed = smooth_losses(losses, beta)
-            if not math.isfinite(smoothed[-1]) or smoothed[-1] > stop_factor * min(smoothed):
-                stopped_at = it
-                break
-    finally:
-        model.load_state_dict(saved[0])
-        optimizer.load_state_dict(saved[1])
-        checkpoint.set_rng_state(saved[2])
-        model.train(saved[3])
-    smoothed = smooth_losses(losses, beta)
-    try:
-        suggestions = lr_find_suggestions(lrs, smoothed, skip_start=num_it // 10, skip_end=5)
+        suggestions = lr_find_suggestions(lrs, smoothed, skip_start=rt["num_it"] // 10, skip_end=5)
         note = ""
     except ValueError as e:
         suggestions, note = None, f"no suggestion: {e}"
-    return LrFindResult(lrs=lrs, losses=losses, smoothed=smoothed, accs=accs, stopped_at=stopped_at,
-                        suggestions=suggestions, note=note)
-
-
-def run_lr_find(c: dict, command: str | None) -> dict:
-    rt, tr = c["range_test"], c["train"]
-    schedule_cfg = {"name": "range_test", "mode": "exp", "min_lr": rt["start_lr"], "max_lr": rt["end_lr"]}
-    s = prepare(c, iterations=rt["num_it"], schedule_cfg=schedule_cfg)
-    open_store(s, None)
-    gen = augmentation_generator(c["seed"], s.device)  # the same augmentation stream as training
-
-    def next_batch():
-        idx = s.order.next_indices().to(s.device)
-        x = s.augment.train(s.split.train_x[idx], gen).contiguous(memory_format=torch.channels_last)
-        return x, s.split.train_y[idx]
-
-    t0 = time.perf_counter()
-    res = lr_find(s.model, s.optimizer, next_batch, start_lr=rt["start_lr"], end_lr=rt["end_lr"],
-                  num_it=rt["num_it"], stop_factor=rt["stop_factor"], beta=rt["beta"],
-                  momentum=c["optim"]["momentum"], amp_dtype=s.amp_dtype, device=s.device)
-    writer = MetricsWriter(s.store.metrics)
-    bs, n = tr["batch_size"], len(s.split.train_x)
-    writer.write([{"iteration": i + 1, "epoch": (i + 1) * bs / n, "lr": lr, "momentum": c["optim"]["momentum"],
-                   "train/loss": loss if math.isfinite(loss) else None, "train/acc": acc}
-                  for i, (lr, loss, acc) in enumerate(zip(res.lrs, res.losses, res.accs))])
-    writer.close()
-    summary = {
-        "status": "completed",
-        "iterations": len(res.lrs),
-        "images_seen": len(res.lrs) * bs,
-        "wall_s": round(time.perf_counter() - t0, 3),
-        "range_test": {"mode": "loss", "suggestions": res.suggestions, "stopped_at": res.stopped_at,
-                       "stop_lr": res.lrs[res.stopped_at] if res.stopped_at is not None else None,
-                       "note": res.note, "restored": True},
-        **provenance(s, command, "range_test"),
-    }
-    finish(s, summary)
-    if res.suggestions:
-        text = ", ".join(f"{k} {v:.3g}" for k, v in res.suggestions.items())
+    if suggestions:
+        text = ", ".join(f"{k} {v:.3g}" for k, v in suggestions.items())
         print(f"superconv: lr_find suggestions: {text}", file=sys.stderr)
     else:
-        print(f"superconv: lr_find: {res.note}", file=sys.stderr)
-    return summary
+        print(f"superconv: lr_find: {note}", file=sys.stderr)
+    return {"status": "completed",
+            "range_test": {"mode": "loss", "suggestions": suggestions, "stopped_at": stopped_at,
+                           "stop_lr": lrs[stopped_at] if stopped_at is not None else None, "note": note}}
+
+
+def lr_find_schedule(c: dict) -> Schedule:
+    """The LR finder's schedule: exponential from range_test.start_lr to end_lr over range_test.num_it."""
+    rt = c["range_test"]
+    return build_schedule({"name": "range_test", "mode": "exp", "min_lr": rt["start_lr"], "max_lr": rt["end_lr"]},
+                          rt["num_it"], c["optim"]["momentum"])
 
 
 def run(cfg, command: str | None = None) -> dict:
     """Run the range test `cfg` describes; return its summary (see the module docstring)."""
-    c, done = load_config(cfg)
+    c, schedule, store = load_config(cfg)
     validate_range_test(c)
-    if done is not None:
-        print(f"superconv: {done.path} is already done; nothing to do", file=sys.stderr)
-        return done.read_summary()
     if c["range_test"]["mode"] == "loss":
-        return run_lr_find(c, command)
-    return training.run(c, command, job_type="range_test", analyze=analyze_accuracy)
+        return training.run_checked(c, lr_find_schedule(c), store, command, job_type="range_test",
+                                    analyze=analyze_loss, stop_rule=loss_stop, iterations=c["range_test"]["num_it"],
+                                    log_every=1, evaluate=False)
+    return training.run_checked(c, schedule, store, command, job_type="range_test", analyze=analyze_accuracy)

@@ -2,7 +2,7 @@
 
 Every check (values, data, the run directory's owner, the checkpoint) happens before anything is written;
 the run directory is claimed (superconv.run_lock) so that two processes never train it at once. The LR
-range test's accuracy mode is this run plus an analysis (`analyze`), so it calls `train` below.
+range test's accuracy mode is this run plus an analysis (`analyze`): it calls `run_checked` below.
 """
 
 from __future__ import annotations
@@ -14,52 +14,67 @@ from pathlib import Path
 
 from .. import checkpoint, health
 from ..loggers import make_logger
-from ..loop import Outcome, Settings, run_loop
-from ..results import finite_or_none, read_metrics
+from ..loop import Outcome, Parts, Settings, run_loop
+from ..results import RunDir, finite_or_none, read_metrics
 from ..run_lock import RunLock
-from ..session import Setup, finish, load_config, open_store, prepare, provenance, run_dir_of
+from ..schedules import Schedule
+from ..session import finish, load_config, open_store, prepare, provenance
 
 
-def run(cfg, command: str | None = None, *, job_type: str = "train",
-        analyze: Callable[[Setup, Outcome], dict] | None = None) -> dict:
+def run(cfg, command: str | None = None) -> dict:
     """Train the run `cfg` describes (a composed config or a plain dict); return its summary.
 
-    Every check (values, data, the run directory's owner, the checkpoint) happens before anything is
-    written. Raises one of session.USER_ERRORS for bad input, `loop.Interrupted` after a signal.
-    `analyze(setup, outcome)` (the range test's) adds its fields to the summary before DONE is written.
+    Raises one of session.USER_ERRORS for bad input, `loop.Interrupted` after a signal.
     """
-    c, done = load_config(cfg)
-    if done is not None:
-        print(f"superconv: {done.path} is already done; nothing to do", file=sys.stderr)
-        return done.read_summary()
-    lock = RunLock(run_dir_of(c))
+    c, schedule, store = load_config(cfg)
+    return run_checked(c, schedule, store, command)
+
+
+def run_checked(c: dict, schedule: Schedule, store: RunDir, command: str | None, *, job_type: str = "train",
+                analyze: Callable[[Parts, Outcome], dict] | None = None,
+                stop_rule: Callable[[Parts], Callable[[float], bool]] | None = None, **settings) -> dict:
+    """The run of a config `session.load_config` has validated (with its schedule and checked store):
+    skipped when done or claimed by another process (superconv.run_lock), else trained to its summary.
+    Every check (data, the checkpoint) happens before anything is written. `analyze(parts, outcome)` (the
+    range tests') adds its fields to the summary before DONE is written; `stop_rule(parts)` makes the loop's
+    stop rule once the store is open (the LR finder's, primed with the losses of a resumed attempt);
+    `settings` replace fields of `loop.Settings` (the LR finder's length, flush interval, no evaluation)."""
+    if store.is_done():
+        print(f"superconv: {store.path} is already done; nothing to do", file=sys.stderr)
+        return store.read_summary()
+    lock = RunLock(store.path)
     if not lock.acquire():
         print(f"superconv: {lock.run_dir} is being run by another process; skipped", file=sys.stderr)
         return {"status": "running elsewhere"}
     try:
-        return _train(c, command, job_type, analyze)
+        if store.is_done():  # finished by the process that held the lock a moment ago
+            print(f"superconv: {store.path} is already done; nothing to do", file=sys.stderr)
+            return store.read_summary()
+        return _train(c, schedule, store, command, job_type, analyze, stop_rule, settings)
     finally:
         lock.release()
 
 
-def _train(c: dict, command: str | None, job_type: str, analyze: Callable[[Setup, Outcome], dict] | None) -> dict:
-    """The run itself, once `run` has checked the config and claimed the run directory."""
+def _train(c: dict, schedule: Schedule, store: RunDir, command: str | None, job_type: str,
+           analyze: Callable[[Parts, Outcome], dict] | None,
+           stop_rule: Callable[[Parts], Callable[[float], bool]] | None,
+           overrides: dict) -> dict:
+    """The run itself, once `run_checked` has claimed the run directory."""
     tr = c["train"]
     started = time.time()
-    s = prepare(c, iterations=tr["iterations"], schedule_cfg=c["schedule"])
+    s = prepare(c, schedule, store)
     resume = checkpoint.load(s.store.checkpoint)
 
-    parts = s.parts()
-    settings = Settings(iterations=tr["iterations"], eval_every=tr["eval_every"],
-                        eval_batch_size=tr["eval_batch_size"], log_every=tr["log_every"],
-                        checkpoint_every=tr["checkpoint_every"], progress=tr["progress"],
-                        desc=c["experiment_name"])
+    settings = Settings(**{"iterations": tr["iterations"], "eval_every": tr["eval_every"],
+                           "eval_batch_size": tr["eval_batch_size"], "log_every": tr["log_every"],
+                           "checkpoint_every": tr["checkpoint_every"], "progress": tr["progress"],
+                           "desc": c["experiment_name"], **overrides})
     open_store(s, resume)
     logger = make_logger(c["logger"], c, group=c["experiment_name"], name=s.store.path.name,
                          run_dir=s.store.path, wandb_dir=Path(c["paths"]["wandb_dir"]), job_type=job_type)
     exit_code = 1
     try:
-        out = run_loop(parts, settings, s.store, logger, resume)
+        out = run_loop(s, settings, logger, resume, None if stop_rule is None else stop_rule(s))
         exit_code = 0
     finally:
         logger.finish(exit_code=exit_code)
@@ -75,7 +90,7 @@ def _train(c: dict, command: str | None, job_type: str, analyze: Callable[[Setup
         "train_s": round(out.train_s, 3),
         "images_per_s": round(out.images_per_s, 2),
         "test_images": len(s.eval_y),  # per intermediate evaluation; the final one uses the full test set
-        "final_test_images": len(s.split.test_y),
+        "final_test_images": len(s.test_y),
         **provenance(s, command, job_type),
         "started_unix": round(started, 3),  # with finished_unix: which runs of a sweep overlapped
         "finished_unix": round(time.time(), 3),
@@ -84,7 +99,7 @@ def _train(c: dict, command: str | None, job_type: str, analyze: Callable[[Setup
         summary["diverged_at"] = out.diverged_at
         summary["last_finite"] = {k: finite_or_none(v) if isinstance(v, float) else v
                                   for k, v in out.last_finite.items()}
-    summary["health"] = health.assess(read_metrics(s.store.metrics), s.split.num_classes, out.status).to_json()
+    summary["health"] = health.assess(read_metrics(s.store.metrics), s.num_classes, out.status).to_json()
     if analyze is not None:
         summary.update(analyze(s, out))
     finish(s, summary)
