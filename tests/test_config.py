@@ -6,6 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from experiments.suites import SMOKE_OVERRIDES
 from superconv.config import CONF_DIR, ConfigError, check_group_overrides, group_options, identity, validate
 from superconv.session import differences
 
@@ -100,6 +101,9 @@ def test_every_experiment_composes_and_validates_at_every_scale(experiment):
         validate(c)
         expected_dir = "outputs/smoke" if scale == "smoke" else "results"  # smoke never writes results/
         assert c["experiment_name"] == experiment and c["paths"]["results_dir"] == expected_dir
+        if scale == "smoke":  # what session.prepare checks against the data: the synthetic set's 40 / 20 per class
+            assert c["train"]["eval_subset"] is None or c["train"]["eval_subset"] <= 200, "eval_subset"
+            assert c["train"]["batch_size"] <= 400 or experiment in SMOKE_OVERRIDES, "batch_size"
     assert c["job"] == ("range_test" if experiment.startswith("range_") else "train")
 
 
