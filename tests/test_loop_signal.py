@@ -34,9 +34,9 @@ class _LateFlag:
 
 
 def test_a_signal_between_two_reads_still_leaves_a_checkpoint(synthetic_data_dir, tmp_path, monkeypatch):
-    c, schedule = _compose([f"paths.data_dir={synthetic_data_dir}", f"paths.results_dir={tmp_path}", "data=synthetic",
-                  "scale=smoke", "train.device=cpu", "train.threads=1", "train.checkpoint_every=1000", "train.log_every=1",
-                  "train.progress=false"])
+    c, schedule = _compose([f"paths.data_dir={synthetic_data_dir}", f"paths.results_dir={tmp_path}",
+                            "data=synthetic", "scale=smoke", "train.device=cpu", "train.threads=1",
+                            "train.checkpoint_every=1000", "train.log_every=1", "train.progress=false"])
     c["paths"]["run_dir"] = str(tmp_path / "run")
     s = prepare(c, schedule)
     open_store(s, None)

@@ -23,8 +23,8 @@ On CPU every path runs under the allocator settings of `superconv.allocator`, ap
 them allocates (measured at ResNet-56 batch 128: the tutorial loop gains nothing from them, the project
 ~14%). Warm-up steps (worker start, cuDNN autotuning, compilation) are not timed; the paths of a cell are timed in
 `--rounds` interleaved rounds (`time_interleaved`: the development VMs drift within minutes) and each path's
-images/s is the median of its rounds, which ran `--min-seconds` in all. Also printed: FLOPs per image (forward + backward, by
-torch.utils.flop_counter: convolutions and matmuls) and the fraction of the machine's matmul rate
+images/s is the median of its rounds, which ran `--min-seconds` in all. Also printed: FLOPs per image (forward +
+backward, by torch.utils.flop_counter: convolutions and matmuls) and the fraction of the machine's matmul rate
 (measured here, in the dtype the path computes in) that the path achieves. One JSON line per
 measurement is appended to `<--out>/bench.jsonl` with the hardware, versions and git sha.
 """

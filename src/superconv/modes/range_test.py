@@ -51,7 +51,8 @@ def validate_range_test(c: dict) -> None:
     if not rt["min_div"] >= 1:
         raise ConfigError(f"range_test.min_div={rt['min_div']!r}: must be >= 1")
     if not 0 < rt["start_lr"] < rt["end_lr"]:
-        raise ConfigError(f"range_test.start_lr={rt['start_lr']!r}: must be > 0 and < range_test.end_lr={rt['end_lr']!r}")
+        raise ConfigError(f"range_test.start_lr={rt['start_lr']!r}: must be > 0 and < "
+                          f"range_test.end_lr={rt['end_lr']!r}")
     if not (isinstance(rt["num_it"], int) and rt["num_it"] >= 5):
         raise ConfigError(f"range_test.num_it={rt['num_it']!r}: must be an integer >= 5")
     if not rt["stop_factor"] > 1:
