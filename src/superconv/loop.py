@@ -229,6 +229,15 @@ def run_loop(p: Parts, s: Settings, logger, resume: dict | None,
         wall = time.perf_counter() - t_session
         return counters["wall_s"] + wall, counters["train_s"] + wall - eval_s
 
+    def end_early(status: str, iterations: int, unrun_images: int, **extra) -> Outcome:
+        """The Outcome of a run that ends before `total` (divergence, the stop rule); `unrun_images`: those of
+        buffered iterations past the end, counted but never part of the run."""
+        wall_s, train_s = timing()
+        return Outcome(status=status, iterations=iterations, images_seen=counters["images_seen"] - unrun_images,
+                       wall_s=wall_s, train_s=train_s,
+                       images_per_s=_rate(images_session - unrun_images, time.perf_counter() - t_session - eval_s),
+                       final_test_loss=None, final_test_acc=None, best_test_acc=counters["best_test_acc"], **extra)
+
     try:
         with _SignalFlag() as flag:
             for it in range(start, total):
@@ -251,35 +260,21 @@ def run_loop(p: Parts, s: Settings, logger, resume: dict | None,
                 cut = (None if stop_rule is None
                        else next((i for i, r in enumerate(rows) if stop_rule(r["train/loss"])), None))
                 if cut is not None:  # the stop rule ends the run at rows[cut]: the rest were never run
-                    unrun = pending[cut + 1:]
                     rows = rows[:cut + 1]
                     writer.write(rows)
                     logger.log_rows(rows)
-                    wall_s, train_s = timing()
-                    kept = images_session - sum(t[5] for t in unrun)
-                    return Outcome(status="stopped", iterations=rows[-1]["iteration"],
-                                   images_seen=counters["images_seen"] - sum(t[5] for t in unrun), wall_s=wall_s,
-                                   train_s=train_s,
-                                   images_per_s=_rate(kept, time.perf_counter() - t_session - eval_s),
-                                   final_test_loss=None, final_test_acc=None,
-                                   best_test_acc=counters["best_test_acc"])
+                    return end_early("stopped", rows[-1]["iteration"], sum(t[5] for t in pending[cut + 1:]))
                 pending = []
                 last_row = rows[-1] if rows else last_row
                 if bad is not None:  # non-finite loss: keep the rows before it and stop
                     writer.write(rows)
                     logger.log_rows(rows)
-                    wall_s, train_s = timing()
                     last = counters["last_test"] or {}
-                    return Outcome(
-                        status="diverged", iterations=bad - 1, images_seen=counters["images_seen"],
-                        wall_s=wall_s, train_s=train_s,
-                        images_per_s=_rate(images_session, time.perf_counter() - t_session - eval_s),
-                        final_test_loss=None, final_test_acc=None, best_test_acc=counters["best_test_acc"],
-                        diverged_at=bad,
-                        last_finite={"iteration": last_row.get("iteration", start),
-                                     "train/loss": last_row.get("train/loss"),
-                                     "test/iteration": last.get("iteration"), "test/loss": last.get("loss"),
-                                     "test/acc": last.get("acc")})
+                    return end_early("diverged", bad - 1, 0, diverged_at=bad,
+                                     last_finite={"iteration": last_row.get("iteration", start),
+                                                  "train/loss": last_row.get("train/loss"),
+                                                  "test/iteration": last.get("iteration"),
+                                                  "test/loss": last.get("loss"), "test/acc": last.get("acc")})
                 if eval_now:
                     t_eval = time.perf_counter()
                     xs, ys = (p.test_x, p.test_y) if done == total else (p.eval_x, p.eval_y)
