@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -89,28 +89,46 @@ class Protocol:
     bn_group: int | None  # images per BN statistics group; None = the whole batch
     version: int  # config protocol_version (absent = 1)
     dropout_at: str = "fc"
+    # BN groups as the rule that made them: batch / bn_replicas (`per_replica_rule`; bn_group is None then)
+    bn_replicas: int | None = None
 
     def text(self) -> str:
-        over = "the whole batch" if self.bn_group is None else f"groups of {self.bn_group}"
+        over = ("the whole batch" if self.bn_group is None and self.bn_replicas is None
+                else f"groups of batch/{self.bn_replicas}" if self.bn_replicas is not None
+                else f"groups of {self.bn_group}")
         out = f"{self.precision}, BN {self.bn_stats} over {over}, protocol v{self.version}"
         return out + ("" if self.dropout_at == "fc" else f", dropout at {self.dropout_at}")
 
     def sort_key(self) -> tuple:
         return (self.version, self.precision, self.bn_stats, -1 if self.bn_group is None else self.bn_group,
-                self.dropout_at)
+                self.dropout_at, -1 if self.bn_replicas is None else self.bn_replicas)
+
+    def per_replica_rule(self, batch_size) -> Protocol:
+        """This protocol with its BN groups as the rule batch / replicas when the group divides `batch_size`.
+
+        `model.bn_group` follows the batch (`superconv.config.per_replica`: batch_size / train.replicas), so a
+        batch sweep run under one rule holds one BN group size per batch. Keyed by group size, each batch would
+        be a setting of its own and the sweep could never be compared; keyed by the rule, the sweep is one
+        setting, as in the paper (8 GPUs at every batch size)."""
+        b = None if _missing(batch_size) else int(batch_size)
+        if self.bn_group is None or b is None or b % self.bn_group:
+            return self
+        return replace(self, bn_group=None, bn_replicas=b // self.bn_group)
 
 
 def protocol_of(row: Mapping) -> Protocol:
-    """The protocol of one summaries row; absent keys take their LEGACY value (precision: "unknown")."""
+    """The protocol of one summaries row; absent keys take their LEGACY value (precision: "unknown"). BN groups
+    are keyed by the rule that sized them where the row has a batch size (`Protocol.per_replica_rule`)."""
     def get(k):
         v = row.get(k)
         return LEGACY.get(k) if _missing(v) else v
 
     group = get("bn_group")
     precision = row.get("precision")
-    return Protocol(precision="unknown" if _missing(precision) else str(precision), bn_stats=str(get("bn_stats")),
-                    bn_group=None if group is None else int(group), version=int(get("protocol_version")),
-                    dropout_at=str(get("dropout_at")))
+    p = Protocol(precision="unknown" if _missing(precision) else str(precision), bn_stats=str(get("bn_stats")),
+                 bn_group=None if group is None else int(group), version=int(get("protocol_version")),
+                 dropout_at=str(get("dropout_at")))
+    return p.per_replica_rule(row.get("batch_size"))
 
 
 # ------------------------------------------------------------------------------ noise

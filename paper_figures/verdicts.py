@@ -292,8 +292,8 @@ def _protocol_keys(rows: pd.DataFrame) -> list:
     known = {k for k in keys if k.precision != "unknown"}
     out = []
     for k in keys:
-        same = [p for p in known if (p.bn_stats, p.bn_group, p.version, p.dropout_at)
-                == (k.bn_stats, k.bn_group, k.version, k.dropout_at)]
+        same = [p for p in known if (p.bn_stats, p.bn_group, p.bn_replicas, p.version, p.dropout_at)
+                == (k.bn_stats, k.bn_group, k.bn_replicas, k.version, k.dropout_at)]
         out.append(same[0] if k.precision == "unknown" and len(same) == 1 else k)
     return out
 

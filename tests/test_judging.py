@@ -121,6 +121,18 @@ def test_protocol_of_reads_legacy_runs_as_pytorch_batchnorm():
     assert protocol_of({}).precision == "unknown"
 
 
+def test_protocol_keys_bn_groups_by_the_per_replica_rule():
+    def proto(batch, group):
+        return protocol_of({"precision": "fp32", "bn_stats": "caffe", "bn_group": group, "protocol_version": 2,
+                            "batch_size": batch})
+
+    assert proto(1000, 125) == proto(256, 32.0) and proto(1000, 125).bn_replicas == 8
+    assert proto(1000, 125).text() == "fp32, BN caffe over groups of batch/8, protocol v2"
+    assert proto(250, 125) != proto(1000, 125)  # 2 replicas vs 8: computed differently
+    assert proto(512, 100).bn_group == 100 and proto(512, 100).bn_replicas is None  # not the rule: set by hand
+    assert proto(512, None).text() == "fp32, BN caffe over the whole batch, protocol v2"
+
+
 # ------------------------------------------------------------------------------ regimes
 def test_epochs_from_the_config():
     assert epochs(150, 256, "cifar10", 1.0) == pytest.approx(0.768)

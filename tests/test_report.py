@@ -149,6 +149,27 @@ def seeds(*rows: dict) -> list[dict]:
     return [dict(r, seed=s, final_test_acc=r["final_test_acc"] + 0.001 * s) for r in rows for s in (0, 1)]
 
 
+def test_a_batch_sweep_under_the_per_replica_rule_is_one_setting(tmp_path):
+    """model.bn_group follows the batch (batch / train.replicas): groups of 16/32/64 at batch 128/256/512 are one
+    protocol, so the sweep is judged as one setting; a group set by hand (not dividing the batch) stays apart."""
+    batch = BY_ID["fig9a_batch"]
+    caffe = dict(bn_stats="caffe", protocol_version=2, scale="mini")
+    rows = seeds(*(run("fig9a_batch", acc, batch_size=b, bn_group=b // 8, **caffe)
+                   for acc, b in ((0.52, 128), (0.71, 256), (0.75, 512))))
+    v = judge(batch, frame(*rows))
+    assert not v.scales and v.label == "reproduced" and "largest batch - smallest batch = +23.00 pp" in v.detail
+    text = render_report(frame(*rows), None, [], tmp_path, "make figures")
+    assert "fewer than two values" not in text and "fp32, BN caffe over groups of batch/8, protocol v2" in text
+    # batch 512 normalised over groups of 100 (by hand) computed differently: its own setting, never compared
+    odd = [dict(r, bn_group=100) if r["batch_size"] == 512 else r for r in rows]
+    per = dict(judge(batch, frame(*odd)).scales)
+    assert list(per) == ["mini (fp32, BN caffe over groups of batch/8, protocol v2)",
+                         "mini (fp32, BN caffe over groups of 100, protocol v2)"]
+    rule = per["mini (fp32, BN caffe over groups of batch/8, protocol v2)"]
+    assert rule.label == "reproduced" and "largest batch - smallest batch = +19.00 pp" in rule.detail  # 256 vs 128
+    assert per["mini (fp32, BN caffe over groups of 100, protocol v2)"].label == "not run yet"
+
+
 def test_sweep_extremes_and_bool_filters():
     batch = BY_ID["fig9a_batch"]
     rows = seeds(run("fig9a_batch", 0.921, batch_size=1000), run("fig9a_batch", 0.895, batch_size=256),
@@ -442,7 +463,7 @@ def test_runs_of_different_protocols_are_never_pooled(tmp_path):
     v = judge(claim, df)
     per = dict(v.scales)
     assert list(per) == ["paper (fp32, BN torch over the whole batch, protocol v1)",
-                         "paper (fp32, BN caffe over groups of 125, protocol v2)"]
+                         "paper (fp32, BN caffe over groups of batch/8, protocol v2)"]
     assert all(sv.label == "not run yet" for sv in per.values())  # CLR (v1) is never compared with PC-LR (v2)
     # precision alone separates too: a bf16 CLR seed does not join the fp32 ones
     mixed = frame(run(acc=0.92, schedule="clr", seed=0), run(acc=0.80, schedule="clr", seed=1, precision="bf16"),
@@ -453,8 +474,8 @@ def test_runs_of_different_protocols_are_never_pooled(tmp_path):
     assert per["paper (bf16, BN torch over the whole batch, protocol v1)"].label == "not run yet"
     # the report names the protocol of every group and gives each setting its own table
     text = render_report(df, None, [], tmp_path, "make figures")
-    assert "#### fig1a_clr_vs_pclr at paper scale (fp32, BN caffe over groups of 125, protocol v2)" in text
-    assert "fp32, BN caffe over groups of 125, protocol v2; cuda: NVIDIA H200" in text
+    assert "#### fig1a_clr_vs_pclr at paper scale (fp32, BN caffe over groups of batch/8, protocol v2)" in text
+    assert "fp32, BN caffe over groups of batch/8, protocol v2; cuda: NVIDIA H200" in text
     assert "(n=4)" not in text
 
 
