@@ -40,8 +40,8 @@ def test_bench_measures_both_paths_and_appends_records(synthetic, tmp_path, prec
     assert "ResNet-8 batch 16: project" in proc.stdout and "ratio" in proc.stdout
     lines = (tmp_path / "out" / "bench.jsonl").read_text().splitlines()
     recs = [json.loads(line) for line in lines]
-    assert [r["path"] for r in recs] == ["project", "reference", "convs"]
-    project, reference, convs = recs
+    assert [r["path"] for r in recs] == ["project", "unfused", "reference", "convs"]  # unfused: CPU only
+    project, unfused, reference, convs = recs
     assert project["steps"] == 4 and project["batch"] == 16 and project["depth"] == 8  # 2 rounds of 2 steps
     assert len(project["round_images_per_s"]) == 2  # the median of two rounds is their mean
     assert project["images_per_s"] == pytest.approx(sum(project["round_images_per_s"]) / 2, abs=0.01)
@@ -67,9 +67,15 @@ def test_bench_measures_both_paths_and_appends_records(synthetic, tmp_path, prec
     # the project's share of that bound: stored and printed
     assert project["bound_share"] == pytest.approx(project["images_per_s"] / convs["images_per_s"], rel=1e-3)
     assert f"project at {project['bound_share']:.1%} of its convolutions-alone bound" in proc.stdout
+    # the fused BatchNorm kernel's A/B: the same path with it off, in the same rounds
+    from superconv.models import fused_bn
+
+    assert unfused["fused_bn"] is False and project["fused_bn"] is fused_bn.load()
+    assert project["ratio_to_unfused"] == pytest.approx(project["images_per_s"] / unfused["images_per_s"], rel=1e-2)
+    assert f"{project['ratio_to_unfused']:.2f}x the unfused path" in proc.stdout
     # a second bench appends, never overwrites
     assert _bench(*args[:-2], "--paths", "project", "--out", "out", cwd=tmp_path).returncode == 0
-    assert len((tmp_path / "out" / "bench.jsonl").read_text().splitlines()) == 4
+    assert len((tmp_path / "out" / "bench.jsonl").read_text().splitlines()) == 5
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

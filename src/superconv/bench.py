@@ -12,6 +12,8 @@ per-channel normalization), one after the other:
   uint8 images resident on the device, batched tensor augmentation, channels_last, bf16 autocast where
   `train.precision=auto` picks it (CUDA; CPUs with bf16 instructions), `--compile` for torch.compile,
   losses kept on the device (no host sync per step).
+- unfused (CPU): the project path with `superconv.models.fused_bn` off, i.e. BatchNorm per group through
+  PyTorch's native kernel, then a separate ReLU (and add): the A/B of the fused kernel, in the same rounds.
 - reference: the PyTorch CIFAR-10 tutorial's way: torchvision's `CIFAR10` with per-sample PIL
   transforms (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize) in a `DataLoader`
   with 2 workers, fp32, NCHW, `loss.item()` every step.
@@ -52,6 +54,9 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 REFERENCE_WORKERS = 2  # the PyTorch CIFAR-10 tutorial's num_workers
 LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 1e-4  # a plain SGD step; the schedule does not change the cost
+
+
+PATHS = ("project", "unfused", "reference", "convs")
 
 
 class BenchError(Exception):
@@ -181,9 +186,12 @@ def _compose(overrides: list[str]) -> tuple[dict, object]:
     return c, validate(c)
 
 
-def project_step(depth: int, batch: int, args, scratch: Path) -> tuple[Callable[[int], object], dict]:
-    """The training path of superconv.train for this cell, as a step function, and what it runs with."""
+def project_step(depth: int, batch: int, args, scratch: Path,
+                 fused: bool | None = None) -> tuple[Callable[[int], object], dict]:
+    """The training path of superconv.train for this cell, as a step function, and what it runs with.
+    `fused=False`: with the fused BatchNorm kernel off (the "unfused" path); None: as training runs it."""
     from .loop import train_iteration
+    from .models import fused_bn
     from .session import prepare
 
     c, schedule = _compose([f"model.depth={depth}", f"train.batch_size={batch}", f"data.name={args.dataset}",
@@ -194,9 +202,16 @@ def project_step(depth: int, batch: int, args, scratch: Path) -> tuple[Callable[
     parts = prepare(c, schedule)
     gen = torch.Generator(device=parts.device).manual_seed(0)
     parts.model.train()
+    fused_bn.set_enabled(fused)
+    on = parts.device.type == "cpu" and fused_bn.available()
     info = {"precision": "bf16" if parts.amp_dtype == torch.bfloat16 else "fp32", "channels_last": True,
-            "compile": bool(args.compile), "data": "uint8 on the device, batched tensor augmentation"}
-    return (lambda it: train_iteration(parts, it, gen)), info
+            "compile": bool(args.compile), "data": "uint8 on the device, batched tensor augmentation",
+            "fused_bn": on}
+
+    def step(it: int):
+        fused_bn.set_enabled(fused)  # the paths of a cell alternate in one process: each sets its own
+        return train_iteration(parts, it, gen)
+    return step, info
 
 
 def reference_step(depth: int, batch: int, args, device: torch.device) -> tuple[Callable[[int], object], dict]:
@@ -310,6 +325,7 @@ def run(args) -> list[dict]:
     if device.type == "cpu":  # before either path allocates: both run under the same allocator settings
         keep_freed_memory()
     hw = hardware(device)
+    paths = args.paths or [p for p in PATHS if p != "unfused" or device.type == "cpu"]
     rates = {name: matmul_rate(device, dtype) for name, dtype in precisions_measured(args, device).items()}
     print(f"bench: {hw['device']}; matmul " + ", ".join(f"{k} {v / 1e12:.2f} TFLOP/s" for k, v in rates.items()),
           file=sys.stderr)
@@ -320,9 +336,11 @@ def run(args) -> list[dict]:
             flops = flops_per_image(depth)
             for batch in args.batches:
                 built = {}
-                for path in args.paths:  # built together, then timed in interleaved rounds (time_interleaved)
+                for path in paths:  # built together, then timed in interleaved rounds (time_interleaved)
                     try:
                         built[path] = (project_step(depth, batch, args, Path(scratch)) if path == "project"
+                                       else project_step(depth, batch, args, Path(scratch), fused=False)
+                                       if path == "unfused"
                                        else convs_step(depth, batch, args, device) if path == "convs"
                                        else reference_step(depth, batch, args, device))
                     except RuntimeError as e:  # e.g. DataLoader workers killed (no shared memory): say so, go on
@@ -353,6 +371,8 @@ def run(args) -> list[dict]:
                 del built
                 if "reference" in cell:
                     _print_ratios(cell, depth, batch, flops)
+                if "project" in cell and "unfused" in cell:
+                    _print_fused_gain(cell, depth, batch)
                 _print_bound_share(cell, depth, batch)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -365,7 +385,7 @@ def run(args) -> list[dict]:
 def _print_ratios(cell: dict, depth: int, batch: int, flops: float) -> None:
     """Each other path's images/s over the reference's, stored in its record and printed."""
     ref = cell["reference"]["images_per_s"]
-    for path in ("project", "convs"):
+    for path in ("project", "unfused", "convs"):
         if path in cell:
             cell[path]["ratio_to_reference"] = round(cell[path]["images_per_s"] / ref, 3)
     if "project" in cell:
@@ -377,6 +397,14 @@ def _print_ratios(cell: dict, depth: int, batch: int, flops: float) -> None:
         print(f"ResNet-{depth} batch {batch}: its convolutions alone ({c['precision']}) run at "
               f"{c['images_per_s']:.1f} img/s: no implementation with these kernels can exceed "
               f"{c['ratio_to_reference']:.2f}x the reference here")
+
+
+def _print_fused_gain(cell: dict, depth: int, batch: int) -> None:
+    """The fused BatchNorm kernel's gain: the project path over the same path with it off, same rounds."""
+    p, u = cell["project"], cell["unfused"]
+    p["ratio_to_unfused"] = round(p["images_per_s"] / u["images_per_s"], 3)
+    print(f"ResNet-{depth} batch {batch}: fused BN {'on' if p.get('fused_bn') else 'OFF (did not build)'}: "
+          f"{p['ratio_to_unfused']:.2f}x the unfused path ({p['images_per_s']:.1f} vs {u['images_per_s']:.1f} img/s)")
 
 
 def _print_bound_share(cell: dict, depth: int, batch: int) -> None:
@@ -395,8 +423,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m superconv.bench", description=__doc__.split("\n")[0])
     p.add_argument("--depths", type=int, nargs="+", default=[20, 56])
     p.add_argument("--batches", type=int, nargs="+", default=[128, 1000])
-    p.add_argument("--paths", nargs="+", choices=("project", "reference", "convs"),
-                   default=["project", "reference", "convs"])
+    p.add_argument("--paths", nargs="+", choices=PATHS, default=None,
+                   help="default: all; unfused only on CPU (elsewhere it is the project path)")
     p.add_argument("--dataset", choices=("cifar10", "synthetic"), default="cifar10")
     p.add_argument("--data-dir", default="data")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

@@ -1,0 +1,181 @@
+"""The fused BatchNorm+ReLU CPU kernel (`superconv.models.fused_bn`) computes what the unfused modules compute,
+in fp32 and bf16, layer by layer and for a whole training step; where it does not apply the unfused path runs;
+a failed build falls back with a warning, or is an error when the kernel was asked for."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from superconv.models import fused_bn
+from superconv.models.batchnorm import GroupBatchNorm2d
+from superconv.models.resnet import build_resnet
+
+DTYPES = [torch.float32, torch.bfloat16]
+
+
+@pytest.fixture(autouse=True)
+def _default_state():
+    yield
+    fused_bn.set_enabled(None)
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """How many times the fused kernel ran."""
+    n = []
+    real = fused_bn.group_bn_act
+    monkeypatch.setattr(fused_bn, "group_bn_act", lambda *a, **k: n.append(1) or real(*a, **k))
+    return n
+
+
+def _kernel():
+    if not fused_bn.load():
+        pytest.skip(f"the fused kernel did not build on this machine: {fused_bn._state['error']}")
+
+
+def _cl(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+def _close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype, what: str) -> None:
+    """Within rounding: fp32 to ~1e-5 of the tensor's scale, bf16 to ~1% (an 8-bit mantissa per stored value)."""
+    assert got.dtype == want.dtype and got.shape == want.shape, what
+    scale = float(want.float().abs().max()) or 1.0
+    tol = 2e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(got.float(), want.float(), rtol=tol, atol=tol * scale, msg=what)
+
+
+def _layer(dtype, group, residual: bool, on: bool):
+    torch.manual_seed(0)
+    x = _cl((torch.randn(16, 8, 6, 6) * 2 + 1).to(dtype)).requires_grad_()
+    r = _cl(torch.randn(16, 8, 6, 6).to(dtype)).requires_grad_() if residual else None
+    bn = GroupBatchNorm2d(8, 0.05, group)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    fused_bn.set_enabled(on)
+    y = bn.act(x, r)
+    y.backward(_cl(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(dtype)))
+    return {"y": y.detach(), "dx": x.grad, "dweight": bn.weight.grad, "dbias": bn.bias.grad,
+            "dresidual": r.grad if residual else None, "mean_sum": bn.mean_sum, "var_sum": bn.var_sum,
+            "weight_sum": bn.weight_sum}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("group", [None, 4])
+@pytest.mark.parametrize("residual", [False, True])
+def test_fused_layer_matches_the_unfused_modules(dtype, group, residual, calls):
+    _kernel()
+    want = _layer(dtype, group, residual, on=False)
+    assert not calls
+    got = _layer(dtype, group, residual, on=True)
+    assert len(calls) == 1
+    for k, v in want.items():
+        if v is not None:
+            _close(got[k], v, dtype, k)
+    assert got["y"].is_contiguous(memory_format=torch.channels_last) and (got["y"] >= 0).all()
+    assert (got["y"] == 0).any()  # the ReLU clipped something, so its mask was exercised
+
+
+def _step(variant: str, dtype, on: bool):
+    torch.manual_seed(0)
+    model = build_resnet(8, variant, bn_group=4).to(memory_format=torch.channels_last).train()
+    # seed 1: with seed 0's images one pre-ReLU value of the standard net lies within fp32 rounding of 0, so
+    # any two fp32 implementations (native BN at 1 vs 2 threads too) may mask it differently: ~1% in the grads
+    x = _cl(torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+    y = torch.randint(0, 10, (8,), generator=torch.Generator().manual_seed(0))
+    fused_bn.set_enabled(on)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    return loss.detach(), grads, {n: b for n, b in model.named_buffers()}
+
+
+def _rel(got: dict, want: dict, name: str) -> float:
+    return float((got[name].float() - want[name].float()).norm() / want[name].float().norm())
+
+
+def _bias_before_bn(name: str) -> bool:
+    """A conv bias followed by BN: its gradient is 0 (BN subtracts the mean), so only rounding noise is left."""
+    return name.endswith(".bias") and (name.startswith("stem.0") or ".conv" in name)
+
+
+@pytest.mark.parametrize("variant", ["paper", "standard"])
+def test_a_training_step_through_the_fused_kernel_matches_the_unfused_one(variant, calls):
+    """Both shortcuts (the paper's average pool; option A's padded slice, not channels_last) and the stem. fp32:
+    equal to rounding. bf16: at this tiny batch a bf16 step's gradients differ from fp32's by ~15% in the first
+    layers whichever path runs (measured), so the fused bf16 step must be as close to fp32 as the unfused one."""
+    _kernel()
+    loss, grads, bufs = _step(variant, torch.float32, on=False)
+    loss_f, grads_f, bufs_f = _step(variant, torch.float32, on=True)
+    assert len(calls) == 7  # the stem's BN+ReLU and two per block (3 blocks at depth 8)
+    assert float(loss_f) == pytest.approx(float(loss), rel=1e-5)
+    for n in grads:
+        if _bias_before_bn(n):
+            scale = float(grads[n[:-4] + "weight"].norm())
+            assert float(grads_f[n].norm()) < 1e-3 * scale and float(grads[n].norm()) < 1e-3 * scale, n
+        else:
+            assert _rel(grads_f, grads, n) < 1e-4, n
+    for n, b in bufs.items():
+        _close(bufs_f[n], b, torch.float32, n)
+    loss_u16, grads_u16, _ = _step(variant, torch.bfloat16, on=False)
+    loss_f16, grads_f16, bufs_f16 = _step(variant, torch.bfloat16, on=True)
+    assert len(calls) == 14
+    assert abs(float(loss_f16) - float(loss)) <= 2 * abs(float(loss_u16) - float(loss)) + 2e-3
+    for n in grads:
+        if not _bias_before_bn(n):
+            assert _rel(grads_f16, grads, n) <= 1.5 * _rel(grads_u16, grads, n) + 0.02, n
+    for n, b in bufs.items():
+        _close(bufs_f16[n], b, torch.bfloat16, n)
+
+
+def test_the_unfused_path_runs_where_the_kernel_does_not_apply(calls):
+    _kernel()
+    fused_bn.set_enabled(True)
+    bn = GroupBatchNorm2d(8, 0.05, 4)
+    x = torch.randn(8, 8, 4, 4)
+    bn.act(x)  # NCHW
+    bn.eval()
+    bn.act(_cl(x))  # evaluation: running statistics
+    assert not calls
+    bn.train()
+    bn.act(_cl(x))
+    assert len(calls) == 1
+    fused_bn.set_enabled(False)
+    bn.act(_cl(x))
+    assert len(calls) == 1
+    # the author's dropout placement sits between BN and ReLU: such blocks never fuse
+    fused_bn.set_enabled(True)
+    model = build_resnet(8, "paper", dropout=0.2, dropout_at="blocks", bn_group=4).to(memory_format=torch.channels_last).train()
+    calls.clear()
+    model(_cl(torch.randn(8, 3, 32, 32)))
+    assert len(calls) == 1  # the stem only
+
+
+def test_a_batch_that_is_not_whole_groups_is_refused_on_the_fused_path():
+    _kernel()
+    fused_bn.set_enabled(True)
+    with pytest.raises(ValueError, match=r"model.bn_group=4: a training batch of 6 images"):
+        GroupBatchNorm2d(8, 0.05, 4).act(_cl(torch.randn(6, 8, 4, 4)))
+
+
+def test_a_failed_build_warns_and_falls_back_unless_the_kernel_was_asked_for(monkeypatch, calls):
+    monkeypatch.setitem(fused_bn._state, "loaded", False)
+    monkeypatch.setitem(fused_bn._state, "error", "RuntimeError: no C++ compiler")
+    monkeypatch.setitem(fused_bn._state, "warned", False)
+    monkeypatch.delenv(fused_bn.ENV, raising=False)
+    bn = GroupBatchNorm2d(8, 0.05, 4)
+    x = _cl(torch.randn(8, 8, 4, 4))
+    with pytest.warns(UserWarning, match="fused BatchNorm kernel unavailable .*no C\\+\\+ compiler"):
+        out = bn.act(x)
+    assert out.shape == x.shape and not calls
+    monkeypatch.setenv(fused_bn.ENV, "1")
+    with pytest.raises(RuntimeError, match="SUPERCONV_FUSED_BN=1 but the fused BatchNorm kernel did not build: "
+                                           "RuntimeError: no C\\+\\+ compiler"):
+        bn.act(x)
+    monkeypatch.setenv(fused_bn.ENV, "0")
+    bn.act(x)  # off: no warning, no error
+    assert not calls
