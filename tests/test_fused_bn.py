@@ -179,3 +179,16 @@ def test_a_failed_build_warns_and_falls_back_unless_the_kernel_was_asked_for(mon
     monkeypatch.setenv(fused_bn.ENV, "0")
     bn.act(x)  # off: no warning, no error
     assert not calls
+
+
+def test_statistics_stay_exact_far_from_zero():
+    """Activations with a mean 100x their sd (sum-of-squares formulas lose the variance there): the fused
+    statistics agree with float64 ones to fp32 rounding."""
+    _kernel()
+    x64 = torch.randn(8, 16, 8, 8, dtype=torch.float64) * 0.5 + 50.0
+    y, means, variances = fused_bn.group_bn_act(_cl(x64.float()), torch.ones(16), torch.zeros(16), None, 4, 1e-5,
+                                                relu=False)
+    groups = x64.view(2, 4, 16, 8, 8)
+    torch.testing.assert_close(means.double(), groups.mean(dim=(1, 3, 4)), rtol=1e-6, atol=0)
+    torch.testing.assert_close(variances.double(), groups.var(dim=(1, 3, 4)), rtol=1e-4, atol=0)
+    assert float(y.float().std()) == pytest.approx(1.0, rel=1e-3)

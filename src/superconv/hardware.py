@@ -19,19 +19,27 @@ from .config import ConfigError
 __all__ = ["git_sha", "describe_device", "pick_device", "cpu_has_native_bf16", "pick_precision"]
 
 
-def git_sha() -> str:
-    """The commit of the code that ran, with `-dirty` when tracked files had uncommitted changes.
+# What the project writes itself (`make figures`, `make aggregate`, runs): changing them is not changing the code,
+# so they never make a run's sha `-dirty` (a two-worker suite regenerates the report when the first worker ends,
+# while the second is still running).
+GENERATED = ("results", "paper_figures/figures", "paper_figures/REPORT.md", "README.md")
+
+
+def git_sha(root: Path | None = None) -> str:
+    """The commit of the code that ran, with `-dirty` when tracked files other than GENERATED had uncommitted
+    changes. `root`: a directory of the checkout (default: this package's).
 
     SUPERCONV_GIT_SHA, when set, wins: a copy of the tree on another machine (a GPU lent for minutes, a
     cluster node) may carry no .git, or a stale one that names another commit (seen on the GPU machine).
     """
     if os.environ.get("SUPERCONV_GIT_SHA"):
         return os.environ["SUPERCONV_GIT_SHA"]
-    here = Path(__file__).resolve().parent
+    here = str(root or Path(__file__).resolve().parent)
     try:
-        sha = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+        sha = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top)", *(f":(top,exclude){p}" for p in GENERATED)],
                                capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

@@ -106,8 +106,10 @@ class GroupBatchNorm2d(nn.Module):
 
     def act(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         """relu_(self(x) [+ residual]): in training on CPU through the fused kernel (`fused_bn`) where it
-        applies, which computes the same thing in fewer passes over memory; else these modules' own ops."""
-        if self.training and fused_bn.applies(x) and fused_bn.available():
+        applies, which computes the same thing in fewer passes over memory; else these modules' own ops (also
+        under torch.compile, whose inductor fuses them itself and cannot trace the kernel)."""
+        if (self.training and fused_bn.applies(x) and not torch.compiler.is_compiling()
+                and fused_bn.available()):
             n = x.shape[0]
             g = self.group or n
             if n % g:
