@@ -3,8 +3,8 @@
 Why: on a 2-core CPU the paper's BN layers cost ~30% of a bf16 training step (issue 15's profile), more than
 their arithmetic: PyTorch runs one native batch_norm per BN group, concatenates the groups, then a separate ReLU
 pass, and the backward adds a split, a concatenation and threshold_backward. `csrc/group_bn.cpp` does a layer in
-three passes over each group's rows (mean, squared deviations, output) while they sit in cache, and its
-backward in two. It computes what `GroupBatchNorm2d` followed by `relu_` (after `+ residual`) computes, to fp32
+two passes over each group's rows (both moments, then the output), and its backward in two (the sums, then the
+gradients), vectorized over blocks of 8 channels. It computes what `GroupBatchNorm2d` followed by `relu_` (after `+ residual`) computes, to fp32
 rounding (bf16: to bf16 rounding); tests/test_fused_bn.py checks both precisions against that path.
 
 When it runs: training-mode `GroupBatchNorm2d` on CPU, channels_last fp32/bf16 input, without dropout between

@@ -5,9 +5,10 @@
 // Why: on a 2-core CPU the BN layers of the paper's ResNets cost ~30% of a bf16 training step, more than
 // their arithmetic: PyTorch runs one native batch_norm per group, concatenates the groups, then a separate
 // ReLU pass (and threshold_backward, a split and a concatenation in the backward). Here each group is one
-// block of rows of the [N*H*W, C] channels_last matrix, small enough to stay in cache across the passes
-// over it: statistics (two passes: mean, then squared deviations, as exact as the native kernel), then one
-// pass writing relu(x * scale + shift [+ residual]). The backward is two passes per group as well.
+// block of rows of the [N*H*W, C] channels_last matrix. Forward: one pass for both moments (about the group's
+// first row, so they do not cancel), one pass writing relu(x * scale + shift [+ residual]). Backward: one pass
+// for the two sums, one writing dx (and the residual's gradient). Measured on a 2-core AVX2 EPYC, fp32,
+// forward + backward of one layer: 2.2-3x faster than the unfused ops (ResNet-56 widths, groups of 16 of 128).
 //
 // Numerics: statistics and all sums are accumulated in fp32 within a chunk of rows and in double across
 // chunks; bf16 outputs are rounded to nearest even, as PyTorch's conversion does.
@@ -24,6 +25,9 @@
 namespace {
 
 constexpr int64_t kChunkRows = 256;  // rows summed in fp32 before they join the double total
+// Rows per chunk of the vector reductions, walked once per block of 8 channels: 64 rows of the 3 tensors the
+// backward's reduction reads stay in L1 (<= 48 KB at C = 64 fp32) between the blocks.
+constexpr int64_t kVecRows = 64;
 
 inline float load(const float* p, int64_t i) { return p[i]; }
 inline float load(const uint16_t* p, int64_t i) {
@@ -40,57 +44,188 @@ inline void store(uint16_t* p, int64_t i, float v) {
   p[i] = std::isnan(v) ? static_cast<uint16_t>(0x7fc0) : static_cast<uint16_t>(rounded);
 }
 
-// Rows [r0, r1) of a [rows, C] matrix: sum of x (shift = null) or of (x - shift)^2, per channel, into acc.
+// Scalar versions (any C): the fallback for channel counts that are not a multiple of 8.
+
+// Rows [r0, r1) of a [rows, C] matrix: per channel, the sum of (x - shift) and of (x - shift)^2, into s1, s2.
+// One pass for both moments; the shift (the group's first row) keeps E[(x-s)^2] - E[x-s]^2 from cancelling
+// when the mean is large against the spread, as a plain sum of squares would.
 template <typename T>
-void channel_sums(const T* __restrict__ x, int64_t C, int64_t r0, int64_t r1, const float* __restrict__ shift,
-                  double* __restrict__ acc) {
-  std::vector<float> part(C);
+void moments(const T* __restrict__ x, int64_t C, int64_t r0, int64_t r1, const float* __restrict__ shift,
+             double* __restrict__ s1, double* __restrict__ s2) {
+  std::vector<float> p1(C), p2(C);
   for (int64_t a = r0; a < r1; a += kChunkRows) {
     const int64_t b = std::min(r1, a + kChunkRows);
-    std::fill(part.begin(), part.end(), 0.f);
-    float* __restrict__ pp = part.data();
-    for (int64_t r = a; r < b; ++r) {
-      const T* row = x + r * C;
-      if (shift == nullptr) {
-        for (int64_t c = 0; c < C; ++c) pp[c] += load(row, c);
-      } else {
-        for (int64_t c = 0; c < C; ++c) {
-          const float d = load(row, c) - shift[c];
-          pp[c] += d * d;
-        }
+    std::fill(p1.begin(), p1.end(), 0.f);
+    std::fill(p2.begin(), p2.end(), 0.f);
+    for (int64_t r = a; r < b; ++r)
+      for (int64_t c = 0; c < C; ++c) {
+        const float v = load(x + r * C, c) - shift[c];
+        p1[c] += v;
+        p2[c] += v * v;
       }
+    for (int64_t c = 0; c < C; ++c) {
+      s1[c] += p1[c];
+      s2[c] += p2[c];
     }
-    for (int64_t c = 0; c < C; ++c) acc[c] += pp[c];
   }
 }
 
 // Rows [r0, r1): sum of dz and of dz * (x - mean) per channel, dz = dy masked by y > 0 when RELU.
 template <typename T, bool RELU>
 void grad_sums(const T* __restrict__ dy, const T* __restrict__ y, const T* __restrict__ x, int64_t C, int64_t r0,
-               int64_t r1, const float* __restrict__ mean, double* __restrict__ sum_dz, double* __restrict__ sum_dzx) {
-  std::vector<float> p1(C), p2(C);
+               int64_t r1, const float* __restrict__ mean, double* __restrict__ sum_dz,
+               double* __restrict__ sum_dzx) {
+  std::vector<float> q1(C), q2(C);
   for (int64_t a = r0; a < r1; a += kChunkRows) {
     const int64_t b = std::min(r1, a + kChunkRows);
-    std::fill(p1.begin(), p1.end(), 0.f);
-    std::fill(p2.begin(), p2.end(), 0.f);
-    float* __restrict__ q1 = p1.data();
-    float* __restrict__ q2 = p2.data();
-    for (int64_t r = a; r < b; ++r) {
-      const T* dyr = dy + r * C;
-      const T* xr = x + r * C;
-      const T* yr = RELU ? y + r * C : nullptr;
+    std::fill(q1.begin(), q1.end(), 0.f);
+    std::fill(q2.begin(), q2.end(), 0.f);
+    for (int64_t r = a; r < b; ++r)
       for (int64_t c = 0; c < C; ++c) {
-        const float d = load(dyr, c);  // loaded unconditionally: a conditional load defeats vectorization
-        const float dz = (!RELU || load(yr, c) > 0.f) ? d : 0.f;
+        const float d = load(dy + r * C, c);  // loaded unconditionally: a conditional load defeats vectorization
+        const float dz = (!RELU || load(y + r * C, c) > 0.f) ? d : 0.f;
         q1[c] += dz;
-        q2[c] += dz * (load(xr, c) - mean[c]);
+        q2[c] += dz * (load(x + r * C, c) - mean[c]);
       }
-    }
     for (int64_t c = 0; c < C; ++c) {
       sum_dz[c] += q1[c];
       sum_dzx[c] += q2[c];
     }
   }
+}
+
+// Vector versions (C a multiple of 8: the paper's 16/32/64). GCC vector extensions, 8 floats per vector
+// (AVX2; AVX-512 machines run them too). Each chunk of kChunkRows rows (<= 64 KB: in L1/L2) is walked once per
+// block of 8 channels, with 4 rows in flight, so the partial sums stay in registers and consecutive rows do
+// not wait on each other. (Plain loops over a run-time C kept the sums in memory, each row waiting on the
+// previous row's store: the forward measured 2x slower than PyTorch's own BN kernel.)
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef uint32_t v8u __attribute__((vector_size(32)));
+typedef uint16_t v8h __attribute__((vector_size(16)));
+
+inline v8f vload(const float* p) {
+  v8f v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline v8f vload(const uint16_t* p) {
+  v8h h;
+  std::memcpy(&h, p, sizeof h);
+  const v8u w = __builtin_convertvector(h, v8u) << 16;
+  v8f f;
+  std::memcpy(&f, &w, sizeof f);
+  return f;
+}
+inline void vstore(float* p, v8f v) { std::memcpy(p, &v, sizeof v); }
+inline void vstore(uint16_t* p, v8f v) {  // round to nearest even; NaN stays a (quiet) NaN
+  v8u b;
+  std::memcpy(&b, &v, sizeof b);
+  const v8u nan = (v8u)(v != v);
+  v8u r = (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;
+  r = (r & ~nan) | (nan & 0x7fc0u);
+  const v8h h = __builtin_convertvector(r, v8h);
+  std::memcpy(p, &h, sizeof h);
+}
+inline v8f vbroadcast(float f) { return v8f{f, f, f, f, f, f, f, f}; }
+inline v8f vselect(v8i keep, v8f v) { return (v8f)((v8i)v & keep); }  // v where keep, else +0
+inline float lane(v8f v, int j) { return v[j]; }
+
+template <typename T>
+void moments_v(const T* __restrict__ x, int64_t C, int64_t r0, int64_t r1, const float* __restrict__ shift,
+               double* __restrict__ s1, double* __restrict__ s2) {
+  for (int64_t a = r0; a < r1; a += kVecRows) {
+    const int64_t b = std::min(r1, a + kVecRows);
+    for (int64_t c0 = 0; c0 < C; c0 += 8) {
+      const v8f sh = vload(shift + c0);
+      v8f a1[4] = {}, a2[4] = {};
+      int64_t r = a;
+      for (; r + 4 <= b; r += 4)
+        for (int u = 0; u < 4; ++u) {
+          const v8f v = vload(x + (r + u) * C + c0) - sh;
+          a1[u] += v;
+          a2[u] += v * v;
+        }
+      for (; r < b; ++r) {
+        const v8f v = vload(x + r * C + c0) - sh;
+        a1[0] += v;
+        a2[0] += v * v;
+      }
+      const v8f t1 = (a1[0] + a1[1]) + (a1[2] + a1[3]), t2 = (a2[0] + a2[1]) + (a2[2] + a2[3]);
+      for (int j = 0; j < 8; ++j) {
+        s1[c0 + j] += lane(t1, j);
+        s2[c0 + j] += lane(t2, j);
+      }
+    }
+  }
+}
+
+template <typename T, bool RELU>
+void grad_sums_v(const T* __restrict__ dy, const T* __restrict__ y, const T* __restrict__ x, int64_t C,
+                 int64_t r0, int64_t r1, const float* __restrict__ mean, double* __restrict__ sum_dz,
+                 double* __restrict__ sum_dzx) {
+  const v8f zero = {};
+  for (int64_t a = r0; a < r1; a += kVecRows) {
+    const int64_t b = std::min(r1, a + kVecRows);
+    for (int64_t c0 = 0; c0 < C; c0 += 8) {
+      const v8f m = vload(mean + c0);
+      v8f q1[4] = {}, q2[4] = {};
+      auto row = [&](int64_t rr, int u) {
+        v8f dz = vload(dy + rr * C + c0);
+        if (RELU) dz = vselect(vload(y + rr * C + c0) > zero, dz);
+        q1[u] += dz;
+        q2[u] += dz * (vload(x + rr * C + c0) - m);
+      };
+      int64_t r = a;
+      for (; r + 4 <= b; r += 4)
+        for (int u = 0; u < 4; ++u) row(r + u, u);
+      for (; r < b; ++r) row(r, 0);
+      const v8f t1 = (q1[0] + q1[1]) + (q1[2] + q1[3]), t2 = (q2[0] + q2[1]) + (q2[2] + q2[3]);
+      for (int j = 0; j < 8; ++j) {
+        sum_dz[c0 + j] += lane(t1, j);
+        sum_dzx[c0 + j] += lane(t2, j);
+      }
+    }
+  }
+}
+
+// Rows [r0, r1): y = relu(x * scale + shift [+ residual]); the BN output is rounded to bf16 before the add
+// in bf16, as the unfused path (a bf16 batch_norm, then an in-place bf16 add) does.
+template <typename T, bool RESIDUAL>
+void normalize_v(const T* __restrict__ x, const T* __restrict__ res, int64_t C, int64_t r0, int64_t r1,
+                 const float* __restrict__ scale, const float* __restrict__ shift, bool relu, T* __restrict__ y) {
+  // rows outer, blocks inner: contiguous streams; the factors are reloaded from L1 (no chain to break here)
+  const v8f zero = {};
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t c0 = 0; c0 < C; c0 += 8) {
+      v8f v = vload(x + r * C + c0) * vload(scale + c0) + vload(shift + c0);
+      if (RESIDUAL) {
+        if (sizeof(T) == 2) {
+          uint16_t t[8];
+          vstore(t, v);
+          v = vload(t);
+        }
+        v += vload(res + r * C + c0);
+      }
+      if (relu) v = vselect(~(v < zero), v);  // NaN stays NaN, as torch.relu keeps it
+      vstore(y + r * C + c0, v);
+    }
+}
+
+// Rows [r0, r1): dx = a * dz - o - b * (x - m) [and dz itself when DZ], per block of 8 channels.
+template <typename T, bool RELU, bool DZ>
+void grad_input_v(const T* __restrict__ dy, const T* __restrict__ y, const T* __restrict__ x, int64_t C, int64_t r0,
+                  int64_t r1, const float* __restrict__ fa, const float* __restrict__ fo,
+                  const float* __restrict__ fb, const float* __restrict__ fm, T* __restrict__ dx,
+                  T* __restrict__ dz) {
+  const v8f zero = {};
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t c0 = 0; c0 < C; c0 += 8) {
+      v8f d = vload(dy + r * C + c0);
+      if (RELU) d = vselect(vload(y + r * C + c0) > zero, d);
+      vstore(dx + r * C + c0, vload(fa + c0) * d - vload(fo + c0) - vload(fb + c0) * (vload(x + r * C + c0) - vload(fm + c0)));
+      if (DZ) vstore(dz + r * C + c0, d);
+    }
 }
 
 // Rows [r0, r1): dx = a * dz - o - b * (x - m) per channel [and dz itself, the residual's gradient, when DZ].
@@ -152,6 +287,14 @@ void check_input(const at::Tensor& x, const char* name) {
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16, name, ": fp32 or bf16 only");
 }
 
+// Row `r` of a [rows, C] matrix as floats: the shift of its group's moments.
+template <typename T>
+std::vector<float> xp_shift(const T* x, int64_t r, int64_t C) {
+  std::vector<float> out(C);
+  for (int64_t c = 0; c < C; ++c) out[c] = load(x + r * C, c);
+  return out;
+}
+
 // Returns y, mean [k, C], invstd [k, C], unbiased variance [k, C] (fp32; the running statistics use it).
 template <typename T>
 void forward_impl(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const at::Tensor* residual,
@@ -169,37 +312,36 @@ void forward_impl(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
   float* mp = mean.mutable_data_ptr<float>();
   float* ip = invstd.mutable_data_ptr<float>();
   float* vp = var.mutable_data_ptr<float>();
-  std::vector<double> acc(k * parts * C, 0.0);
+  std::vector<double> acc1(k * parts * C, 0.0), acc2(k * parts * C, 0.0);
 
-  // pass 1: means
+  // pass 1: both moments about the group's first row
+  const bool vec = C % 8 == 0;
   at::parallel_for(0, k * parts, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t g = i / parts, r0 = g * rows + (i % parts) * span;
-      channel_sums(xp, C, r0, std::min(r0 + span, (g + 1) * rows), nullptr, &acc[i * C]);
+      const int64_t g = i / parts, r0 = g * rows + (i % parts) * span, r1 = std::min(r0 + span, (g + 1) * rows);
+      const std::vector<float> shift = xp_shift(xp, g * rows, C);
+      if (vec)
+        moments_v(xp, C, r0, r1, shift.data(), &acc1[i * C], &acc2[i * C]);
+      else
+        moments(xp, C, r0, r1, shift.data(), &acc1[i * C], &acc2[i * C]);
     }
   });
-  for (int64_t g = 0; g < k; ++g)
+  for (int64_t g = 0; g < k; ++g) {
+    const std::vector<float> first = xp_shift(xp, g * rows, C);
     for (int64_t c = 0; c < C; ++c) {
-      double s = 0;
-      for (int64_t p = 0; p < parts; ++p) s += acc[(g * parts + p) * C + c];
-      mp[g * C + c] = static_cast<float>(s / rows);
+      double s1 = 0, s2 = 0;
+      for (int64_t p = 0; p < parts; ++p) {
+        s1 += acc1[(g * parts + p) * C + c];
+        s2 += acc2[(g * parts + p) * C + c];
+      }
+      const double d = s1 / rows;  // mean - shift
+      const double ss = std::max(0.0, s2 - s1 * d);  // sum of squared deviations from the mean
+      mp[g * C + c] = static_cast<float>(first[c] + d);
+      ip[g * C + c] = static_cast<float>(1.0 / std::sqrt(ss / rows + eps));
+      vp[g * C + c] = static_cast<float>(rows > 1 ? ss / (rows - 1) : ss);
     }
-  // pass 2: squared deviations from the mean
-  std::fill(acc.begin(), acc.end(), 0.0);
-  at::parallel_for(0, k * parts, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t g = i / parts, r0 = g * rows + (i % parts) * span;
-      channel_sums(xp, C, r0, std::min(r0 + span, (g + 1) * rows), mp + g * C, &acc[i * C]);
-    }
-  });
-  for (int64_t g = 0; g < k; ++g)
-    for (int64_t c = 0; c < C; ++c) {
-      double s = 0;
-      for (int64_t p = 0; p < parts; ++p) s += acc[(g * parts + p) * C + c];
-      ip[g * C + c] = static_cast<float>(1.0 / std::sqrt(s / rows + eps));
-      vp[g * C + c] = static_cast<float>(rows > 1 ? s / (rows - 1) : s);
-    }
-  // pass 3: y = relu(x * scale + shift [+ residual])
+  }
+  // pass 2: y = relu(x * scale + shift [+ residual])
   at::parallel_for(0, k * parts, 1, [&](int64_t i0, int64_t i1) {
     std::vector<float> scale(C), shift(C);
     for (int64_t i = i0; i < i1; ++i) {
@@ -209,7 +351,11 @@ void forward_impl(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
         scale[c] = w[c] * ip[g * C + c];
         shift[c] = b[c] - mp[g * C + c] * scale[c];
       }
-      if (rp != nullptr)
+      if (vec && rp != nullptr)
+        normalize_v<T, true>(xp, rp, C, r0, r1, scale.data(), shift.data(), relu, yp);
+      else if (vec)
+        normalize_v<T, false>(xp, rp, C, r0, r1, scale.data(), shift.data(), relu, yp);
+      else if (rp != nullptr)
         normalize<T, true>(xp, rp, C, r0, r1, scale.data(), shift.data(), relu, yp);
       else
         normalize<T, false>(xp, rp, C, r0, r1, scale.data(), shift.data(), relu, yp);
@@ -259,11 +405,16 @@ void backward_impl(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& 
   const float* ip = invstd.const_data_ptr<float>();
   const float* w = weight.const_data_ptr<float>();
   std::vector<double> acc1(k * parts * C, 0.0), acc2(k * parts * C, 0.0);
+  const bool vec = C % 8 == 0;
   at::parallel_for(0, k * parts, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t g = i / parts, r0 = g * rows + (i % parts) * span;
       const int64_t r1 = std::min(r0 + span, (g + 1) * rows);
-      if (relu)
+      if (vec && relu)
+        grad_sums_v<T, true>(dyp, yp, xp, C, r0, r1, mp + g * C, &acc1[i * C], &acc2[i * C]);
+      else if (vec)
+        grad_sums_v<T, false>(dyp, yp, xp, C, r0, r1, mp + g * C, &acc1[i * C], &acc2[i * C]);
+      else if (relu)
         grad_sums<T, true>(dyp, yp, xp, C, r0, r1, mp + g * C, &acc1[i * C], &acc2[i * C]);
       else
         grad_sums<T, false>(dyp, yp, xp, C, r0, r1, mp + g * C, &acc1[i * C], &acc2[i * C]);
@@ -303,7 +454,15 @@ void backward_impl(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& 
         o[c] = w[c] * is * s_dz[g * C + c] / rows;                    // mean(dz) term
       }
       const float *pa = a.data(), *pb = b.data(), *pm = m.data(), *po = o.data();
-      if (relu && dzp != nullptr)
+      if (vec && relu && dzp != nullptr)
+        grad_input_v<T, true, true>(dyp, yp, xp, C, r0, r1, pa, po, pb, pm, dxp, dzp);
+      else if (vec && relu)
+        grad_input_v<T, true, false>(dyp, yp, xp, C, r0, r1, pa, po, pb, pm, dxp, dzp);
+      else if (vec && dzp != nullptr)
+        grad_input_v<T, false, true>(dyp, yp, xp, C, r0, r1, pa, po, pb, pm, dxp, dzp);
+      else if (vec)
+        grad_input_v<T, false, false>(dyp, yp, xp, C, r0, r1, pa, po, pb, pm, dxp, dzp);
+      else if (relu && dzp != nullptr)
         grad_input<T, true, true>(dyp, yp, xp, C, r0, r1, pa, po, pb, pm, dxp, dzp);
       else if (relu)
         grad_input<T, true, false>(dyp, yp, xp, C, r0, r1, pa, po, pb, pm, dxp, dzp);
