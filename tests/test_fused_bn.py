@@ -47,11 +47,11 @@ def _close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype, what: str)
     torch.testing.assert_close(got.float(), want.float(), rtol=tol, atol=tol * scale, msg=what)
 
 
-def _layer(dtype, group, residual: bool, on: bool):
+def _layer(dtype, group, residual: bool, on: bool, channels: int = 8):
     torch.manual_seed(0)
-    x = _cl((torch.randn(16, 8, 6, 6) * 2 + 1).to(dtype)).requires_grad_()
-    r = _cl(torch.randn(16, 8, 6, 6).to(dtype)).requires_grad_() if residual else None
-    bn = GroupBatchNorm2d(8, 0.05, group)
+    x = _cl((torch.randn(16, channels, 6, 6) * 2 + 1).to(dtype)).requires_grad_()
+    r = _cl(torch.randn(16, channels, 6, 6).to(dtype)).requires_grad_() if residual else None
+    bn = GroupBatchNorm2d(channels, 0.05, group)
     with torch.no_grad():
         bn.weight.uniform_(0.5, 1.5)
         bn.bias.uniform_(-0.5, 0.5)
@@ -66,11 +66,12 @@ def _layer(dtype, group, residual: bool, on: bool):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("group", [None, 4])
 @pytest.mark.parametrize("residual", [False, True])
-def test_fused_layer_matches_the_unfused_modules(dtype, group, residual, calls):
+@pytest.mark.parametrize("channels", [8, 12])  # vectorized (multiples of 8) and the scalar fallback
+def test_fused_layer_matches_the_unfused_modules(dtype, group, residual, channels, calls):
     _kernel()
-    want = _layer(dtype, group, residual, on=False)
+    want = _layer(dtype, group, residual, on=False, channels=channels)
     assert not calls
-    got = _layer(dtype, group, residual, on=True)
+    got = _layer(dtype, group, residual, on=True, channels=channels)
     assert len(calls) == 1
     for k, v in want.items():
         if v is not None:
