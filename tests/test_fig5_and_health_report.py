@@ -35,7 +35,7 @@ def make_run(root: Path, experiment: str, name: str, *, schedule: str, seed: int
     rd.write_config({
         "seed": seed, "experiment_name": experiment, "scale_name": "mini", "protocol_version": 2,
         "model": {"depth": 20, "variant": "paper", "dropout": 0.0, "bn_momentum": 0.05, "bn_stats": "caffe",
-                  "bn_group": 32},
+                  "bn_group": batch // 8},  # the per-replica rule: batch / train.replicas (8)
         "data": {"name": "cifar10", "fraction": 1.0, "augment": "paper"},
         "optim": {"name": "sgd", "momentum": 0.9, "weight_decay": 1e-4, "nesterov": False},
         "schedule": {"name": schedule, "max_lr": 3.0 if schedule == "clr" else 0.35, "min_lr": 0.1},
