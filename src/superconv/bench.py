@@ -59,6 +59,11 @@ LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 1e-4  # a plain SGD step; the schedule do
 PATHS = ("project", "unfused", "reference", "convs")
 
 
+def default_paths(device: torch.device) -> list[str]:
+    """Every path; "unfused" only on CPU, the only device the fused BatchNorm kernel runs on."""
+    return [p for p in PATHS if p != "unfused" or device.type == "cpu"]
+
+
 class BenchError(Exception):
     """Bad input (missing data, a batch larger than the data set): one line, exit 2."""
 
@@ -325,7 +330,7 @@ def run(args) -> list[dict]:
     if device.type == "cpu":  # before either path allocates: both run under the same allocator settings
         keep_freed_memory()
     hw = hardware(device)
-    paths = args.paths or [p for p in PATHS if p != "unfused" or device.type == "cpu"]
+    paths = args.paths or default_paths(device)
     rates = {name: matmul_rate(device, dtype) for name, dtype in precisions_measured(args, device).items()}
     print(f"bench: {hw['device']}; matmul " + ", ".join(f"{k} {v / 1e12:.2f} TFLOP/s" for k, v in rates.items()),
           file=sys.stderr)
