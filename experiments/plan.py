@@ -22,12 +22,17 @@ from .suites import AUTHOR_GPU_HOURS_PER_IMAGE, command, suite
 def plan(scale: str, extra: list[str] | None = None, python: str = sys.executable) -> list[dict]:
     """One dict per run (see superconv.cli.plan_line), with its `command`, `why` and `claim`."""
     rows = []
-    for job in suite(scale):
-        cmd = [*command(job, scale, python), *(extra or []), "dry_run=true", "train.progress=false"]
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode != 0:
-            raise SystemExit(f"plan: {' '.join(cmd[1:])} failed: {out.stderr.strip().splitlines()[-1:]}")
-        for line in out.stdout.splitlines():
+    jobs = [(job, [*command(job, scale, python), *(extra or []), "dry_run=true", "train.progress=false"])
+            for job in suite(scale)]
+    # all dry runs at once (each is mostly Python start-up and Hydra composition), read back in suite order
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _, cmd in jobs]
+    for (job, cmd), proc in zip(jobs, procs):
+        stdout, stderr = proc.communicate()
+        if proc.returncode != 0:
+            for other in procs:
+                other.kill()
+            raise SystemExit(f"plan: {' '.join(cmd[1:])} failed: {stderr.strip().splitlines()[-1:]}")
+        for line in stdout.splitlines():
             if line.startswith("{"):
                 rows.append(json.loads(line) | {"command": " ".join(["python", *cmd[1:-2]]), "why": job.why,
                                                 "claim": job.claim})

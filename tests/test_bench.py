@@ -80,9 +80,10 @@ def test_bench_measures_both_paths_and_appends_records(synthetic, tmp_path, prec
         assert project["ratio_to_unfused"] == pytest.approx(project["images_per_s"] / unfused["images_per_s"],
                                                             rel=1e-2)
         assert f"{project['ratio_to_unfused']:.2f}x the unfused path" in proc.stdout
-    # a second bench appends, never overwrites
-    assert _bench(*args[:-2], "--paths", "project", "--out", "out", cwd=tmp_path).returncode == 0
-    assert len((tmp_path / "out" / "bench.jsonl").read_text().splitlines()) == len(recs) + 1
+    # a second bench appends, never overwrites (once: precision-agnostic, and bf16 is emulated, slow, on AVX2)
+    if precision == "fp32":
+        assert _bench(*args[:-2], "--paths", "project", "--out", "out", cwd=tmp_path).returncode == 0
+        assert len((tmp_path / "out" / "bench.jsonl").read_text().splitlines()) == len(recs) + 1
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
