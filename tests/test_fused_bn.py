@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from superconv.models import fused_bn
-from superconv.models.batchnorm import GroupBatchNorm2d
+from superconv.models.batchnorm import GroupBatchNorm2d, bn_act
 from superconv.models.resnet import build_resnet
 
 DTYPES = [torch.float32, torch.bfloat16]
@@ -56,7 +56,7 @@ def _layer(dtype, group, residual: bool, on: bool, channels: int = 8):
         bn.weight.uniform_(0.5, 1.5)
         bn.bias.uniform_(-0.5, 0.5)
     fused_bn.set_enabled(on)
-    y = bn.act(x, r)
+    y = bn_act(bn, x, r)
     y.backward(_cl(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(dtype)))
     return {"y": y.detach(), "dx": x.grad, "dweight": bn.weight.grad, "dbias": bn.bias.grad,
             "dresidual": r.grad if residual else None, "mean_sum": bn.mean_sum, "var_sum": bn.var_sum,
@@ -138,19 +138,20 @@ def test_the_unfused_path_runs_where_the_kernel_does_not_apply(calls):
     fused_bn.set_enabled(True)
     bn = GroupBatchNorm2d(8, 0.05, 4)
     x = torch.randn(8, 8, 4, 4)
-    bn.act(x)  # NCHW
+    bn_act(bn, x)  # NCHW
     bn.eval()
-    bn.act(_cl(x))  # evaluation: running statistics
+    bn_act(bn, _cl(x))  # evaluation: running statistics
     assert not calls
     bn.train()
-    bn.act(_cl(x))
+    bn_act(bn, _cl(x))
     assert len(calls) == 1
     fused_bn.set_enabled(False)
-    bn.act(_cl(x))
+    bn_act(bn, _cl(x))
     assert len(calls) == 1
     # the author's dropout placement sits between BN and ReLU: such blocks never fuse
     fused_bn.set_enabled(True)
-    model = build_resnet(8, "paper", dropout=0.2, dropout_at="blocks", bn_group=4).to(memory_format=torch.channels_last).train()
+    model = build_resnet(8, "paper", dropout=0.2, dropout_at="blocks", bn_group=4)
+    model = model.to(memory_format=torch.channels_last).train()
     calls.clear()
     model(_cl(torch.randn(8, 3, 32, 32)))
     assert len(calls) == 1  # the stem only
@@ -160,7 +161,7 @@ def test_a_batch_that_is_not_whole_groups_is_refused_on_the_fused_path():
     _kernel()
     fused_bn.set_enabled(True)
     with pytest.raises(ValueError, match=r"model.bn_group=4: a training batch of 6 images"):
-        GroupBatchNorm2d(8, 0.05, 4).act(_cl(torch.randn(6, 8, 4, 4)))
+        bn_act(GroupBatchNorm2d(8, 0.05, 4), _cl(torch.randn(6, 8, 4, 4)))
 
 
 def test_a_failed_build_warns_and_falls_back_unless_the_kernel_was_asked_for(monkeypatch, calls):
@@ -171,14 +172,14 @@ def test_a_failed_build_warns_and_falls_back_unless_the_kernel_was_asked_for(mon
     bn = GroupBatchNorm2d(8, 0.05, 4)
     x = _cl(torch.randn(8, 8, 4, 4))
     with pytest.warns(UserWarning, match="fused BatchNorm kernel unavailable .*no C\\+\\+ compiler"):
-        out = bn.act(x)
+        out = bn_act(bn, x)
     assert out.shape == x.shape and not calls
     monkeypatch.setenv(fused_bn.ENV, "1")
     with pytest.raises(RuntimeError, match="SUPERCONV_FUSED_BN=1 but the fused BatchNorm kernel did not build: "
                                            "RuntimeError: no C\\+\\+ compiler"):
-        bn.act(x)
+        bn_act(bn, x)
     monkeypatch.setenv(fused_bn.ENV, "0")
-    bn.act(x)  # off: no warning, no error
+    bn_act(bn, x)  # off: no warning, no error
     assert not calls
 
 

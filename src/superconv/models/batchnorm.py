@@ -87,9 +87,7 @@ class GroupBatchNorm2d(nn.Module):
             mean, var = self.running_stats()
             return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
         n = x.shape[0]
-        g = self.group or n
-        if n % g:
-            raise ValueError(f"model.bn_group={g}: a training batch of {n} images is not a whole number of groups")
+        g = self._group_size(n)
         # Each group through the native kernel, writing its batch mean and unbiased variance into a row of
         # (means, variances) via momentum 1. Groups are contiguous blocks of the batch dimension, so they are
         # views in both memory formats; the forward concatenation and the backward one are the only copies.
@@ -104,24 +102,26 @@ class GroupBatchNorm2d(nn.Module):
             self._accumulate(means.mean(0), variances.mean(0))
         return outs[0] if k == 1 else torch.cat(outs)
 
-    def act(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """relu_(self(x) [+ residual]): in training on CPU through the fused kernel (`fused_bn`) where it
-        applies, which computes the same thing in fewer passes over memory; else these modules' own ops (also
-        under torch.compile, whose inductor fuses them itself and cannot trace the kernel)."""
-        if (self.training and fused_bn.applies(x) and not torch.compiler.is_compiling()
-                and fused_bn.available()):
-            n = x.shape[0]
-            g = self.group or n
-            if n % g:
-                raise ValueError(f"model.bn_group={g}: a training batch of {n} images is not a whole number of "
-                                 "groups")
-            out, means, variances = fused_bn.group_bn_act(x, self.weight, self.bias, residual, g, self.eps)
-            self._accumulate(means.mean(0), variances.mean(0))
-            return out
-        out = self(x)
-        if residual is not None:
-            out += residual
-        return F.relu_(out)
+    def _group_size(self, n: int) -> int:
+        """Images per statistics group in a training batch of `n`."""
+        g = self.group or n
+        if n % g:
+            raise ValueError(f"model.bn_group={g}: a training batch of {n} images is not a whole number of groups")
+        return g
+
+    def fusable(self, x: torch.Tensor) -> bool:
+        """Whether `bn_act` may run this layer through the fused kernel (`fused_bn`): training, on CPU, an input
+        the kernel takes, not under torch.compile (whose inductor fuses the unfused ops itself and cannot trace
+        the kernel), and the kernel built."""
+        return (self.training and fused_bn.applies(x) and not torch.compiler.is_compiling()
+                and fused_bn.available())
+
+    def fused_act(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """relu_(self(x) [+ residual]) in one fused op, the running statistics updated as `forward` does."""
+        out, means, variances = fused_bn.group_bn_act(x, self.weight, self.bias, residual,
+                                                      self._group_size(x.shape[0]), self.eps)
+        self._accumulate(means.mean(0), variances.mean(0))
+        return out
 
     @torch.no_grad()
     def _accumulate(self, mean: torch.Tensor, var: torch.Tensor) -> None:
@@ -140,9 +140,10 @@ BN_TYPES = (nn.BatchNorm2d, GroupBatchNorm2d)
 
 
 def bn_act(bn: nn.Module, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-    """relu_(bn(x) [+ residual]) for either BN type: fused where `GroupBatchNorm2d.act` can."""
-    if isinstance(bn, GroupBatchNorm2d):
-        return bn.act(x, residual)
+    """relu_(bn(x) [+ residual]) for either BN type: one fused op where `GroupBatchNorm2d.fusable`, which
+    computes the same thing in fewer passes over memory; else the modules' own ops."""
+    if isinstance(bn, GroupBatchNorm2d) and bn.fusable(x):
+        return bn.fused_act(x, residual)
     out = bn(x)
     if residual is not None:
         out += residual

@@ -4,8 +4,9 @@ Why: on a 2-core CPU the paper's BN layers cost ~30% of a bf16 training step (is
 their arithmetic: PyTorch runs one native batch_norm per BN group, concatenates the groups, then a separate ReLU
 pass, and the backward adds a split, a concatenation and threshold_backward. `csrc/group_bn.cpp` does a layer in
 two passes over each group's rows (both moments, then the output), and its backward in two (the sums, then the
-gradients), vectorized over blocks of 8 channels. It computes what `GroupBatchNorm2d` followed by `relu_` (after `+ residual`) computes, to fp32
-rounding (bf16: to bf16 rounding); tests/test_fused_bn.py checks both precisions against that path.
+gradients), vectorized over blocks of 8 channels. It computes what `GroupBatchNorm2d` followed by `relu_` (after
+`+ residual`) computes, to fp32 rounding (bf16: to bf16 rounding); tests/test_fused_bn.py checks both precisions
+against that path. Models call it through `batchnorm.bn_act`.
 
 When it runs: training-mode `GroupBatchNorm2d` on CPU, channels_last fp32/bf16 input, without dropout between
 the BN and the ReLU. Elsewhere (CUDA, NCHW, eval, `nn.BatchNorm2d` of protocol 1) the unfused modules run.

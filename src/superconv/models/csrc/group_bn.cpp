@@ -223,7 +223,8 @@ void grad_input_v(const T* __restrict__ dy, const T* __restrict__ y, const T* __
     for (int64_t c0 = 0; c0 < C; c0 += 8) {
       v8f d = vload(dy + r * C + c0);
       if (RELU) d = vselect(vload(y + r * C + c0) > zero, d);
-      vstore(dx + r * C + c0, vload(fa + c0) * d - vload(fo + c0) - vload(fb + c0) * (vload(x + r * C + c0) - vload(fm + c0)));
+      const v8f xm = vload(x + r * C + c0) - vload(fm + c0);
+      vstore(dx + r * C + c0, vload(fa + c0) * d - vload(fo + c0) - vload(fb + c0) * xm);
       if (DZ) vstore(dz + r * C + c0, d);
     }
 }
