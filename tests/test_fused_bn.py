@@ -194,3 +194,106 @@ def test_statistics_stay_exact_far_from_zero():
     torch.testing.assert_close(means.double(), groups.mean(dim=(1, 3, 4)), rtol=1e-6, atol=0)
     torch.testing.assert_close(variances.double(), groups.var(dim=(1, 3, 4)), rtol=1e-4, atol=0)
     assert float(y.float().std()) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_the_kernel_runs_on_torchs_intra_op_threads():
+    """Built without OpenMP, ATen's parallel_for is a serial loop: the kernel ran on one thread whatever
+    torch.set_num_threads said (as it did until the build passed -fopenmp)."""
+    _kernel()
+    before = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            assert torch.ops.superconv_bn.threads_used(64) == n
+    finally:
+        torch.set_num_threads(before)
+
+
+def _same_values(got: torch.Tensor, want: torch.Tensor, what: str) -> None:
+    """Equal value for value, NaN where the other has NaN (signed zeros compare equal)."""
+    assert got.dtype == want.dtype and torch.equal(got.isnan(), want.isnan()), what
+    assert torch.equal(got.nan_to_num(0.0), want.nan_to_num(0.0)), what
+
+
+def _rounding_case(residual: bool):
+    """Inputs of a bf16 layer, with a NaN in one group. Multiples of 1/8 in [-8, 8): every sum of the statistics is exact in fp32, so both precisions get the same statistics
+    whatever the order of summation, and their outputs agree before rounding."""
+    torch.manual_seed(0)
+    x = _cl((torch.randint(-64, 64, (64, 16, 32, 32)) / 8).bfloat16())
+    x[5, 3, 2, 2] = float("nan")  # channel 3 of images 4-7 (the second group of 4): NaN statistics and outputs
+    r = _cl(torch.randn(64, 16, 32, 32).bfloat16()) if residual else None
+    w, b = torch.rand(16) + 0.5, torch.randn(16)
+    return x, r, w, b
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_bf16_outputs_are_the_fp32_outputs_rounded_as_torch_rounds(residual):
+    """The kernel rounds in its own code (not torch's conversion): the same layer on the same values in fp32,
+    rounded by torch (BN output first, then the sum with the residual, as the unfused bf16 path does), must give
+    the bf16 layer's output value for value, NaN included."""
+    _kernel()
+    x, r, w, b = _rounding_case(residual)
+    y16, m16, v16 = fused_bn.group_bn_act(x, w, b, r, 4, 1e-5)
+    bn32, m32, v32 = fused_bn.group_bn_act(x.float(), w, b, None, 4, 1e-5, relu=False)
+    want = bn32.bfloat16()
+    if residual:
+        want = (want.float() + r.float()).bfloat16()
+    want = torch.relu(want.float()).bfloat16()
+    _same_values(y16, want, "output")
+    assert y16[4:8, 3].isnan().all() and int(y16.isnan().sum()) == 4 * 32 * 32
+    _same_values(m16, m32, "means")
+    _same_values(v16, v32, "variances")
+
+
+def test_bf16_rounding_breaks_ties_to_even():
+    """Outputs that lie exactly halfway between two bf16 values: x = +-1 in a checkerboard (each group's mean is
+    exactly 0 and its variance 1; eps 0 makes the scale exactly the weight), weights 1 + (2c + 1) / 256. Even
+    channels round down, odd ones up, as torch's conversion does."""
+    _kernel()
+    c = torch.arange(16)
+    sign = (torch.arange(4).view(4, 1) + torch.arange(4)) % 2 * -2 + 1  # +1 at (0, 0)
+    x = _cl(sign.expand(8, 16, 4, 4).bfloat16())
+    w = 1 + (2 * c + 1) / 256.0
+    y, _, _ = fused_bn.group_bn_act(x, w, torch.zeros(16), None, 4, 0.0, relu=False)
+    want = (sign.view(1, 1, 4, 4) * w.view(1, 16, 1, 1)).bfloat16()  # torch rounds the exact fp32 products
+    _same_values(y, want.expand(8, 16, 4, 4), "output")
+    assert torch.equal(y[0, :, 0, 0].float() - 1, torch.where(c % 2 == 0, 2 * c, 2 * c + 2) / 256.0)
+
+
+_BOTH_BUILDS = """
+import sys, torch
+from superconv.models import fused_bn
+assert fused_bn.load(), fused_bn._state["error"]
+out = {}
+for dtype in (torch.float32, torch.bfloat16):
+    g = torch.Generator().manual_seed(0)
+    x, r, dy = ((torch.randint(-64, 64, (16, 16, 8, 8), generator=g) / 8).to(dtype)
+                .contiguous(memory_format=torch.channels_last) for _ in range(3))  # exact sums, as above
+    w, b = torch.rand(16, generator=g) + 0.5, torch.randn(16, generator=g)
+    y, mean, invstd, var = torch.ops.superconv_bn.forward(x, w, b, r, 4, 1e-5, True)
+    dx, dw, db, dz = torch.ops.superconv_bn.backward(dy, x, y, mean, invstd, w, 4, True, True)
+    out[str(dtype)] = [y, mean, invstd, var, dx, dw, db, dz]
+torch.save(out, sys.argv[1])
+"""
+
+
+@pytest.mark.slow  # a second build of the kernel: ~25 s
+def test_the_portable_bf16_conversions_match_the_x86_ones(tmp_path):
+    """x86 CPUs build the bf16 conversions with intrinsics; others with GCC vector extensions
+    (`SUPERCONV_BN_GENERIC=1` forces those here). Both builds give the same bits in fp32 and bf16. Exact data:
+    on random values the two builds' statistics differ in the last bit now and then (GCC contracts a * b + c
+    into an FMA in one build and not the other), which says nothing about the conversions."""
+    import os
+    import subprocess
+    import sys
+
+    _kernel()
+    files = {}
+    for generic in ("0", "1"):
+        files[generic] = tmp_path / f"generic{generic}.pt"
+        env = {**os.environ, fused_bn.GENERIC_ENV: generic, fused_bn.ENV: "1"}
+        subprocess.run([sys.executable, "-c", _BOTH_BUILDS, str(files[generic])], env=env, check=True)
+    x86, portable = (torch.load(files[k]) for k in ("0", "1"))
+    for dtype, tensors in x86.items():
+        for i, (a, b) in enumerate(zip(tensors, portable[dtype])):
+            assert torch.equal(a, b), f"{dtype} output {i}"

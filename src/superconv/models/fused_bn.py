@@ -27,6 +27,9 @@ import torch
 
 SOURCE = Path(__file__).with_name("csrc") / "group_bn.cpp"
 ENV = "SUPERCONV_FUSED_BN"  # "0": never; "1": always on CPU (a build failure is an error); unset: when it builds
+# "1": build the portable bf16 conversions (GCC vector extensions) instead of the x86 intrinsics, which every
+# AVX2 CPU takes; a process sees one build, so tests/test_fused_bn.py compares the two from a subprocess
+GENERIC_ENV = "SUPERCONV_BN_GENERIC"
 
 _state: dict = {"loaded": None, "error": None, "forced": None}
 
@@ -60,8 +63,12 @@ def load() -> bool:
         # its import warns "No CUDA runtime is found" on CPU-only machines: not this CPU kernel's concern
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         from torch.utils.cpp_extension import load as build
-        build(name=f"superconv_group_bn_{_cpu_tag()}", sources=[str(SOURCE)], is_python_module=False,
-              extra_cflags=["-O3", "-march=native"], verbose=False)
+        generic = os.environ.get(GENERIC_ENV) == "1"
+        # -fopenmp: ATen's parallel_for is header code over `#pragma omp`; without it the kernel ran on one
+        # thread (it links torch's own libgomp, already loaded, so torch.set_num_threads governs it)
+        build(name=f"superconv_group_bn_{_cpu_tag()}{'_generic' if generic else ''}", sources=[str(SOURCE)],
+              is_python_module=False, extra_ldflags=["-fopenmp"], verbose=False,
+              extra_cflags=["-O3", "-march=native", "-fopenmp"] + (["-DSUPERCONV_BN_GENERIC"] if generic else []))
         _state["loaded"] = True
     except Exception as e:  # noqa: BLE001 - any build failure means the unfused path
         _state["loaded"], _state["error"] = False, f"{type(e).__name__}: {str(e).strip().splitlines()[-1:]}"
