@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from superconv.models import fused_bn
-from superconv.models.batchnorm import GroupBatchNorm2d, bn_act
+from superconv.models.batchnorm import GroupBatchNorm2d, bn_act, fused_share
 from superconv.models.resnet import build_resnet
 
 DTYPES = [torch.float32, torch.bfloat16]
@@ -155,6 +155,10 @@ def test_the_unfused_path_runs_where_the_kernel_does_not_apply(calls):
     calls.clear()
     model(_cl(torch.randn(8, 3, 32, 32)))
     assert len(calls) == 1  # the stem only
+    assert fused_share(model) == "1/7"  # what a run's summary records
+    fused_bn.set_enabled(False)
+    model(_cl(torch.randn(8, 3, 32, 32)))
+    assert fused_share(model) == "0/7"
 
 
 def test_a_batch_that_is_not_whole_groups_is_refused_on_the_fused_path():

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from superconv.models import fused_bn
+
 from superconv.results import read_metrics
 
 SMOKE_DIR = ("adhoc", "scale=smoke")
@@ -41,6 +43,8 @@ def test_smoke_run_writes_a_complete_run_directory(run_cli, tmp_path):
     for key in ("wall_s", "images_per_s", "git_sha", "torch_version", "device", "command"):
         assert summary[key], key
     assert summary["command"].startswith("python -m superconv.train scale=smoke train.progress=false")
+    # ResNet-20's 19 BN layers, all through the fused kernel on CPU where it builds
+    assert summary["fused_bn"] == ("19/19" if fused_bn.load() else "0/19")
     # the clr schedule scaled to 20 iterations: 0.1 -> 3.0 at iteration 10 -> back down
     assert rows[0]["lr"] == pytest.approx(0.1) and rows[10]["lr"] == pytest.approx(3.0)
 

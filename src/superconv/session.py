@@ -23,6 +23,7 @@ from .hardware import describe_device, git_sha, pick_device, pick_precision
 from .data import DataError, load_dataset
 from .loop import Parts
 from .lr_estimate import LREstimate
+from .models.batchnorm import fused_share
 from .models.resnet import build_resnet
 from .optim import build_optimizer
 from .results import RunDir, StoreError, truncate_metrics
@@ -183,6 +184,7 @@ def provenance(s: Parts, command: str | None, job_type: str) -> dict:
         "python_version": platform.python_version(),
         "device": describe_device(s.device),
         "precision": "bf16" if s.amp_dtype == torch.bfloat16 else "fp32",
+        "fused_bn": fused_share(s.model),
         "hostname": platform.node(),
         "command": command or f"superconv.{job_type}.run(cfg)",
         "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -59,6 +59,7 @@ class GroupBatchNorm2d(nn.Module):
         if stats not in STATS_RULES:
             raise ValueError(f"model.bn_stats must be one of {list(STATS_RULES)}, got {stats!r}")
         self.num_features, self.momentum, self.group, self.stats, self.eps = num_features, momentum, group, stats, eps
+        self.ran_fused: bool | None = None  # whether the last training forward ran the fused kernel (provenance)
         self.weight = nn.Parameter(torch.ones(num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
         if stats == "caffe":
@@ -88,6 +89,7 @@ class GroupBatchNorm2d(nn.Module):
             return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
         n = x.shape[0]
         g = self._group_size(n)
+        self.ran_fused = False
         # Each group through the native kernel, writing its batch mean and unbiased variance into a row of
         # (means, variances) via momentum 1. Groups are contiguous blocks of the batch dimension, so they are
         # views in both memory formats; the forward concatenation and the backward one are the only copies.
@@ -120,6 +122,7 @@ class GroupBatchNorm2d(nn.Module):
         """relu_(self(x) [+ residual]) in one fused op, the running statistics updated as `forward` does."""
         out, means, variances = fused_bn.group_bn_act(x, self.weight, self.bias, residual,
                                                       self._group_size(x.shape[0]), self.eps)
+        self.ran_fused = True
         self._accumulate(means.mean(0), variances.mean(0))
         return out
 
@@ -148,6 +151,13 @@ def bn_act(bn: nn.Module, x: torch.Tensor, residual: torch.Tensor | None = None)
     if residual is not None:
         out += residual
     return F.relu_(out)
+
+
+def fused_share(model: nn.Module) -> str:
+    """"k/n": how many of the model's n BatchNorm layers ran their last training forward through the fused
+    kernel (a run's summary records it: the kernel changes rounding, not what is computed)."""
+    layers = [m for m in model.modules() if isinstance(m, BN_TYPES)]
+    return f"{sum(bool(getattr(m, 'ran_fused', False)) for m in layers)}/{len(layers)}"
 
 
 def make_bn(num_features: int, momentum: float, group: int | None, stats: str) -> nn.Module:
