@@ -7,10 +7,10 @@ SWEEP_SCALE ?= paper
 # the process by superconv.allocator, so direct `python -m superconv.train` runs and SLURM jobs get them too.
 
 .DEFAULT_GOAL := help
-.PHONY: help install test smoke train data figures bench plan reproduce campaign aggregate sweep-fraction sweep-batch sweep-weight-decay sweep-dropout clean
+.PHONY: help install test smoke train data figures bench cpu-bf16-check plan reproduce campaign aggregate sweep-fraction sweep-batch sweep-weight-decay sweep-dropout clean
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
 .venv/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -38,8 +38,11 @@ REFERENCE ?= $(wildcard ../shared/reference/author_logs)
 figures: install ## rebuild every figure, paper_figures/REPORT.md and README's results table from results/ (seconds; trains nothing)
 	$(PY) -m paper_figures $(if $(REFERENCE),--reference $(REFERENCE))
 
-bench: install ## training images/s: this project's path, a tutorial DataLoader+PIL loop and the convolutions alone (an upper bound), appended to results/bench/ (~8 min on 2 cores; needs `make data`)
+bench: install ## training images/s: this project's path, a tutorial DataLoader+PIL loop and the convolutions alone (an upper bound), appended to results/bench/ (~15 min on 2 cores; needs `make data`)
 	$(PY) -m superconv.bench $(ARGS)
+
+cpu-bf16-check: install ## issue 15's check on a CPU with bf16 instructions: bench x2, profile before/after the fused BN kernel, fp32-vs-bf16 runs (~45 min; refuses elsewhere)
+	scripts/cpu_bf16_check.sh
 
 plan: install ## the runs `make reproduce SCALE=...` would launch, how many are done, their cost
 	$(PY) -m experiments.plan --scale $(SCALE)

@@ -237,3 +237,21 @@ def test_the_unfused_path_is_benched_by_default_on_cpu_only():
 
     assert default_paths(torch.device("cpu")) == ["project", "unfused", "reference", "convs"]
     assert default_paths(torch.device("cuda")) == ["project", "reference", "convs"]
+
+
+def test_the_bf16_cpu_check_refuses_a_cpu_without_bf16_instructions(tmp_path):
+    """scripts/cpu_bf16_check.sh measures issue 15's bf16 targets; on a CPU without avx512_bf16/amx_bf16 it must
+    stop before benching anything (an lscpu that lists neither stands in for such a CPU on any machine)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "lscpu").write_text("#!/bin/sh\necho 'Model name: Test CPU'\necho 'Flags: fpu sse avx2 avx512f'\n")
+    (fake / "lscpu").chmod(0o755)
+    env = {"PATH": f"{fake}:/usr/bin:/bin", "PY": "false"}
+    proc = subprocess.run([str(root / "scripts" / "cpu_bf16_check.sh")], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("cpu_bf16_check: this CPU has neither avx512_bf16 nor amx_bf16 (lscpu); "
+                                   "run it on one that does")
+    assert proc.stdout == ""
