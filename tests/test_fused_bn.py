@@ -80,6 +80,29 @@ def test_fused_layer_matches_the_unfused_modules(dtype, group, residual, channel
     assert (got["y"] == 0).any()  # the ReLU clipped something, so its mask was exercised
 
 
+@pytest.mark.parametrize("stats,momentum", [("caffe", 0.05), ("caffe", 0.001), ("torch", 0.1), ("torch", 0.7)])
+def test_the_kernel_updates_the_running_statistics_by_the_modules_rule(stats, momentum):
+    """The kernel updates the buffers itself (Caffe's sums and weight, or PyTorch's average, both branches of its
+    lerp): over several steps they must stay what the module's own `_accumulate` gives, to fp32 rounding."""
+    _kernel()
+    g = torch.Generator().manual_seed(0)
+    batches = [_cl(torch.randn(16, 8, 4, 4, generator=g) * (i + 1) + 3 * i) for i in range(6)]
+
+    def buffers(on: bool) -> dict:
+        bn = GroupBatchNorm2d(8, momentum, 4, stats)
+        fused_bn.set_enabled(on)
+        with torch.no_grad():
+            for x in batches:
+                bn_act(bn, x)
+        assert bn.ran_fused is on
+        return {k: v.clone() for k, v in bn.named_buffers()}
+
+    want, got = buffers(False), buffers(True)
+    assert got.keys() == want.keys() and len(want) == (3 if stats == "caffe" else 2)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=2e-6, atol=1e-6, msg=k)
+
+
 def _step(variant: str, dtype, on: bool):
     torch.manual_seed(0)
     model = build_resnet(8, variant, bn_group=4).to(memory_format=torch.channels_last).train()

@@ -119,11 +119,13 @@ class GroupBatchNorm2d(nn.Module):
                 and fused_bn.available())
 
     def fused_act(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """relu_(self(x) [+ residual]) in one fused op, the running statistics updated as `forward` does."""
-        out, means, variances = fused_bn.group_bn_act(x, self.weight, self.bias, residual,
-                                                      self._group_size(x.shape[0]), self.eps)
+        """relu_(self(x) [+ residual]) in one fused op; the kernel updates the running statistics by `_accumulate`'s
+        rule (to fp32 rounding: it averages the groups in double)."""
+        running = ((self.mean_sum, self.var_sum, self.weight_sum) if self.stats == "caffe"
+                   else (self.running_mean, self.running_var, None))
+        out, _, _ = fused_bn.group_bn_act(x, self.weight, self.bias, residual, self._group_size(x.shape[0]), self.eps,
+                                          running=running, momentum=self.momentum)
         self.ran_fused = True
-        self._accumulate(means.mean(0), variances.mean(0))
         return out
 
     @torch.no_grad()

@@ -101,8 +101,10 @@ class _GroupBNAct(torch.autograd.Function):
     """relu(group_bn(x) [+ residual]); saves x, the output (its ReLU mask) and the per-group statistics."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, residual, group: int, eps: float, relu: bool):
-        y, mean, invstd, var = torch.ops.superconv_bn.forward(x, weight, bias, residual, group, eps, relu)
+    def forward(ctx, x, weight, bias, residual, group: int, eps: float, relu: bool, run_mean, run_var, run_weight,
+                momentum: float):
+        y, mean, invstd, var = torch.ops.superconv_bn.forward(x, weight, bias, residual, group, eps, relu, run_mean,
+                                                              run_var, run_weight, momentum)
         ctx.save_for_backward(x, y, mean, invstd, weight)
         ctx.group, ctx.relu, ctx.has_residual = group, relu, residual is not None
         ctx.mark_non_differentiable(mean, var)
@@ -113,15 +115,23 @@ class _GroupBNAct(torch.autograd.Function):
         x, y, mean, invstd, weight = ctx.saved_tensors
         dx, dw, db, dz = torch.ops.superconv_bn.backward(dy, x, y, mean, invstd, weight, ctx.group, ctx.relu,
                                                          ctx.has_residual)
-        return dx, dw, db, (dz if ctx.has_residual else None), None, None, None
+        return dx, dw, db, (dz if ctx.has_residual else None), None, None, None, None, None, None, None
 
 
 def group_bn_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None,
-                 group: int, eps: float, relu: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 group: int, eps: float, relu: bool = True,
+                 running: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None,
+                 momentum: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(output, per-group means [k, C], per-group unbiased variances [k, C]) of relu(BN(x) [+ residual]) with
     statistics per `group` consecutive images. Under bf16 autocast `x` and `residual` arrive in bf16 (the
-    convolutions' output) and the output is bf16, as the unfused batch_norm gives it."""
+    convolutions' output) and the output is bf16, as the unfused batch_norm gives it.
+
+    `running`: (mean, var, weight) buffers the kernel updates in place from this batch with `momentum`: Caffe's
+    sums when weight is a tensor, PyTorch's running average when it is None (`GroupBatchNorm2d._accumulate`'s
+    two rules, in C++: in Python they cost more than the layer's arithmetic at small widths)."""
     if residual is not None:  # e.g. option A's shortcut: a strided slice padded with zeros, not channels_last
         residual = residual.to(x.dtype).contiguous(memory_format=torch.channels_last)
+    run_mean, run_var, run_weight = running if running is not None else (None, None, None)
     with torch.autocast("cpu", enabled=False):
-        return _GroupBNAct.apply(x, weight, bias, residual, group, eps, relu)
+        return _GroupBNAct.apply(x, weight, bias, residual, group, eps, relu, run_mean, run_var, run_weight,
+                                 momentum)
