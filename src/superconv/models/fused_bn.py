@@ -97,27 +97,6 @@ def applies(x: torch.Tensor) -> bool:
             and x.is_contiguous(memory_format=torch.channels_last))
 
 
-class _GroupBNAct(torch.autograd.Function):
-    """relu(group_bn(x) [+ residual]); saves x, the output (its ReLU mask) and the per-group statistics."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, residual, group: int, eps: float, relu: bool, run_mean, run_var, run_weight,
-                momentum: float):
-        y, mean, invstd, var = torch.ops.superconv_bn.forward(x, weight, bias, residual, group, eps, relu, run_mean,
-                                                              run_var, run_weight, momentum)
-        ctx.save_for_backward(x, y, mean, invstd, weight)
-        ctx.group, ctx.relu, ctx.has_residual = group, relu, residual is not None
-        ctx.mark_non_differentiable(mean, var)
-        return y, mean, var
-
-    @staticmethod
-    def backward(ctx, dy, _dmean, _dvar):
-        x, y, mean, invstd, weight = ctx.saved_tensors
-        dx, dw, db, dz = torch.ops.superconv_bn.backward(dy, x, y, mean, invstd, weight, ctx.group, ctx.relu,
-                                                         ctx.has_residual)
-        return dx, dw, db, (dz if ctx.has_residual else None), None, None, None, None, None, None, None
-
-
 def group_bn_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None,
                  group: int, eps: float, relu: bool = True,
                  running: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None,
@@ -132,6 +111,7 @@ def group_bn_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, resi
     if residual is not None:  # e.g. option A's shortcut: a strided slice padded with zeros, not channels_last
         residual = residual.to(x.dtype).contiguous(memory_format=torch.channels_last)
     run_mean, run_var, run_weight = running if running is not None else (None, None, None)
-    with torch.autocast("cpu", enabled=False):
-        return _GroupBNAct.apply(x, weight, bias, residual, group, eps, relu, run_mean, run_var, run_weight,
-                                 momentum)
+    # an op with its own C++ autograd node (csrc: GroupBNAct); autocast passes custom ops through uncast
+    y, mean, var = torch.ops.superconv_bn.bn_act(x, weight, bias, residual, group, eps, relu, run_mean, run_var,
+                                                 run_weight, momentum)
+    return y, mean, var
