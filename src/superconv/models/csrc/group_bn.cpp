@@ -1,7 +1,7 @@
 // Training-mode BatchNorm over groups of images, fused with the ReLU (and the residual add) after it, for
 // channels_last CPU tensors in fp32 or bf16. Built at first use by superconv.models.fused_bn (torch's
-// cpp_extension); registered as torch.ops.superconv_bn.{forward,backward} and bn_act, the two with a C++
-// autograd node, which models call.
+// cpp_extension); registered as torch.ops.superconv_bn.{forward,backward} (the kernels) and bn_act (both with
+// a C++ autograd node: what models call).
 //
 // Why: on a 2-core CPU the BN layers of the paper's ResNets cost ~30% of a bf16 training step, more than
 // their arithmetic: PyTorch runs one native batch_norm per group, concatenates the groups, then a separate
