@@ -103,6 +103,22 @@ def test_the_kernel_updates_the_running_statistics_by_the_modules_rule(stats, mo
         torch.testing.assert_close(got[k], want[k], rtol=2e-6, atol=1e-6, msg=k)
 
 
+def test_the_fused_op_runs_without_autograd_too():
+    """Under inference mode the dispatcher skips the autograd node: the op's plain CPU kernel must give the same
+    output and update the running statistics the same way."""
+    _kernel()
+    x = _cl(torch.randn(8, 8, 4, 4) * 2 + 1)
+    a, b = GroupBatchNorm2d(8, 0.05, 4), GroupBatchNorm2d(8, 0.05, 4)
+    fused_bn.set_enabled(True)
+    y = bn_act(a, x)
+    with torch.inference_mode():
+        y_inf = bn_act(b, x)
+    assert a.ran_fused and b.ran_fused and not y_inf.requires_grad
+    assert torch.equal(y.detach(), y_inf)
+    for (k, va), vb in zip(a.named_buffers(), b.buffers()):
+        assert torch.equal(va, vb), k
+
+
 def _step(variant: str, dtype, on: bool):
     torch.manual_seed(0)
     model = build_resnet(8, variant, bn_group=4).to(memory_format=torch.channels_last).train()
