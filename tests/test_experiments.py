@@ -26,10 +26,16 @@ def _dry(tmp_path, data_dir, *args):
 
 
 def test_dry_run_expands_the_sweep_and_then_reports_done(tmp_path, synthetic_data_dir):
+    """An experiment's yaml sweep (fig1a: CLR and PC-LR) is planned, then run as its two runs, then planned as
+    done."""
     plan = _dry(tmp_path, synthetic_data_dir, "dry_run=true")
     assert [(p["status"], p["iterations"], p["images"]) for p in plan] == [("todo", 20, 640), ("todo", 160, 5120)]
     assert not (tmp_path / "r").exists()  # a plan writes nothing
     _dry(tmp_path, synthetic_data_dir, "train.progress=false", "model=resnet20")  # run it
+    runs = sorted(p.name for p in (tmp_path / "r" / "fig1a").iterdir())
+    assert runs == ["model=resnet20,protocol=clr,scale=smoke", "model=resnet20,protocol=pclr,scale=smoke"]
+    commands = {json.loads((tmp_path / "r" / "fig1a" / r / "summary.json").read_text())["command"] for r in runs}
+    assert len(commands) == 2
     plan = _dry(tmp_path, synthetic_data_dir, "dry_run=true", "model=resnet20")
     assert [p["status"] for p in plan] == ["done", "done"]
 

@@ -10,6 +10,8 @@ from paper_figures.__main__ import main
 
 
 def test_make_figures_twice_changes_no_bytes(tmp_path):
+    """Every figure, table and the report are drawn twice from the fixture results: the second pass leaves each
+    file as it was (its bytes and its mtime), so drawing is deterministic and rewrites nothing unchanged."""
     args = ["--results", str(ROOT / "tests/fixtures/results"), "--out", str(tmp_path / "figs"),
             "--report", str(tmp_path / "REPORT.md")]
     assert main(args) == 0

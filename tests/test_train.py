@@ -195,16 +195,6 @@ def _train(tmp_path, *args):
                           env=cli_env(), capture_output=True, text=True, timeout=300)
 
 
-def test_an_experiment_runs_its_yaml_sweep(tmp_path, synthetic_data_dir):
-    proc = _train(tmp_path, "experiment=fig1a", "scale=smoke", "model=resnet20",
-                  f"paths.data_dir={synthetic_data_dir}", f"paths.results_dir={tmp_path / 'r'}")
-    assert proc.returncode == 0, proc.stderr
-    runs = sorted(p.name for p in (tmp_path / "r" / "fig1a").iterdir())
-    assert runs == ["model=resnet20,protocol=clr,scale=smoke", "model=resnet20,protocol=pclr,scale=smoke"]
-    schedules = {json.loads((tmp_path / "r" / "fig1a" / r / "summary.json").read_text())["command"] for r in runs}
-    assert len(schedules) == 2
-
-
 def test_a_sweep_job_without_its_data_is_skipped_not_failed(tmp_path):
     empty = tmp_path / "nodata"
     empty.mkdir()
