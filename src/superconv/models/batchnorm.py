@@ -130,7 +130,8 @@ class GroupBatchNorm2d(nn.Module):
 
     @torch.no_grad()
     def _accumulate(self, mean: torch.Tensor, var: torch.Tensor) -> None:
-        """One step of the running statistics; `var` is already m/(m-1)-corrected (PyTorch's kernel does it)."""
+        """One step of the running statistics; `var` is already m/(m-1)-corrected (PyTorch's kernel does it). The
+        fused kernel applies the same rule in C++ (`update_running`); tests/test_fused_bn.py holds the two equal."""
         if self.stats == "caffe":
             f = 1.0 - self.momentum  # moving_average_fraction
             self.weight_sum.mul_(f).add_(1.0)

@@ -445,9 +445,7 @@ __attribute__((optimize("fp-contract=off"))) void update_running(const at::Tenso
 }
 
 std::vector<at::Tensor> bn_forward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                                   const std::optional<at::Tensor>& residual, int64_t group, double eps, bool relu,
-                                   const std::optional<at::Tensor>& run_mean, const std::optional<at::Tensor>& run_var,
-                                   const std::optional<at::Tensor>& run_weight, double momentum) {
+                                   const std::optional<at::Tensor>& residual, int64_t group, double eps, bool relu) {
   check_input(x, "x");
   const int64_t N = x.size(0), C = x.size(1);
   TORCH_CHECK(group > 0 && N % group == 0, "group must divide the batch");
@@ -466,10 +464,6 @@ std::vector<at::Tensor> bn_forward(const at::Tensor& x, const at::Tensor& weight
     forward_impl<float>(x, weight, bias, r, group, eps, relu, y, mean, invstd, var);
   else
     forward_impl<uint16_t>(x, weight, bias, r, group, eps, relu, y, mean, invstd, var);
-  if (run_mean || run_var) {
-    TORCH_CHECK(run_mean && run_var, "run_mean and run_var: both or neither");
-    update_running(mean, var, *run_mean, *run_var, run_weight, momentum);
-  }
   return {y, mean, invstd, var};
 }
 
@@ -590,6 +584,18 @@ int64_t threads_used(int64_t items) {
   return n;
 }
 
+// bn_forward, then the running statistics when given: bn_act's forward, with and without autograd.
+std::vector<at::Tensor> forward_and_update(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                           const std::optional<at::Tensor>& residual, int64_t group, double eps,
+                                           bool relu, const std::optional<at::Tensor>& run_mean,
+                                           const std::optional<at::Tensor>& run_var,
+                                           const std::optional<at::Tensor>& run_weight, double momentum) {
+  auto out = bn_forward(x, weight, bias, residual, group, eps, relu);
+  TORCH_CHECK(run_mean.has_value() == run_var.has_value(), "run_mean and run_var: both or neither");
+  if (run_mean) update_running(out[1], out[3], *run_mean, *run_var, run_weight, momentum);
+  return out;
+}
+
 // relu(group_bn(x) [+ residual]) with its gradient: what models call (through fused_bn.group_bn_act). The
 // autograd node is C++: as a Python torch.autograd.Function it cost ~40 us more per layer (forward + backward on
 // tiny tensors: 220 vs 182 us, 2-core EPYC), ~2 ms of a ResNet-56 step. Saves x, the output (for the
@@ -602,7 +608,7 @@ struct GroupBNAct : public torch::autograd::Function<GroupBNAct> {
                                                 const std::optional<at::Tensor>& run_var,
                                                 const std::optional<at::Tensor>& run_weight, double momentum) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto out = bn_forward(x, weight, bias, residual, group, eps, relu, run_mean, run_var, run_weight, momentum);
+    auto out = forward_and_update(x, weight, bias, residual, group, eps, relu, run_mean, run_var, run_weight, momentum);
     ctx->save_for_backward({x, out[0], out[1], out[2], weight});
     ctx->saved_data["group"] = group;
     ctx->saved_data["relu"] = relu;
@@ -634,15 +640,14 @@ std::vector<at::Tensor> bn_act_cpu(const at::Tensor& x, const at::Tensor& weight
                                    const std::optional<at::Tensor>& residual, int64_t group, double eps, bool relu,
                                    const std::optional<at::Tensor>& run_mean, const std::optional<at::Tensor>& run_var,
                                    const std::optional<at::Tensor>& run_weight, double momentum) {
-  auto out = bn_forward(x, weight, bias, residual, group, eps, relu, run_mean, run_var, run_weight, momentum);
+  auto out = forward_and_update(x, weight, bias, residual, group, eps, relu, run_mean, run_var, run_weight, momentum);
   return {out[0], out[1], out[3]};
 }
 
 }  // namespace
 
 TORCH_LIBRARY(superconv_bn, m) {
-  m.def("forward(Tensor x, Tensor weight, Tensor bias, Tensor? residual, int group, float eps, bool relu, "
-        "Tensor(a!)? run_mean=None, Tensor(b!)? run_var=None, Tensor(c!)? run_weight=None, float momentum=0.0) -> Tensor[]");
+  m.def("forward(Tensor x, Tensor weight, Tensor bias, Tensor? residual, int group, float eps, bool relu) -> Tensor[]");
   m.def("backward(Tensor dy, Tensor x, Tensor y, Tensor mean, Tensor invstd, Tensor weight, int group, bool relu, "
         "bool want_dz) -> Tensor[]");
   m.def("bn_act(Tensor x, Tensor weight, Tensor bias, Tensor? residual, int group, float eps, bool relu, "
