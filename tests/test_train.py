@@ -8,10 +8,12 @@ import signal
 import time
 from pathlib import Path
 
+from types import SimpleNamespace
+
 import pytest
+import torch
 
 from superconv.models import fused_bn
-
 from superconv.results import read_metrics
 
 SMOKE_DIR = ("adhoc", "scale=smoke")
@@ -41,6 +43,9 @@ def test_smoke_run_writes_a_complete_run_directory(run_cli, tmp_path):
     assert summary["iterations"] == 20 and summary["images_seen"] == 20 * 32
     assert summary["final_test_acc"] == rows[-1]["test/acc"]
     assert summary["best_test_acc"] == max(r["test/acc"] for r in rows if r["test/acc"] is not None)
+    # the full pass over its own training set: the smoke run's LR 0.1 -> 3 at batch 32 leaves it at chance
+    assert summary["final_train_images"] == 400 and 0.0 <= summary["final_train_acc"] < 0.97
+    assert "underfit" in summary["health"]["flags"] and "underfit" in summary["health"]["why"]
     for key in ("wall_s", "images_per_s", "git_sha", "torch_version", "device", "command"):
         assert summary[key], key
     assert summary["command"].startswith("python -m superconv.train scale=smoke train.progress=false")
@@ -219,3 +224,39 @@ def test_each_attempt_records_how_it_ran_in_config_yaml(tmp_path):
     assert store.read_config()["train"] == {"device": "cuda", "compile": True}
     open_store(SimpleNamespace(store=store, c={"seed": 0, "train": {"device": "cpu", "compile": False}}), None)
     assert store.read_config()["train"] == {"device": "cpu", "compile": False}
+
+
+# ------------------------------------------------------------------------------ the full training pass
+class _ModeProbe(torch.nn.Module):
+    """Predicts each image's label (its first pixel) in eval mode and label + 1 in training mode: a pass in the
+    wrong mode scores 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x):
+        self.calls.append((self.training, len(x)))
+        label = x[:, 0, 0, 0].round().long() + (1 if self.training else 0)
+        return torch.nn.functional.one_hot(label % 10, 10).float() * 10.0
+
+
+def test_final_fit_is_one_pass_over_the_training_set_in_eval_mode():
+    from superconv.modes.training import final_fit
+
+    class _Identity:
+        def eval(self, x):
+            return x.float()
+
+    y = torch.tensor([3, 1, 4, 1, 5, 9, 2])
+    x = torch.zeros(7, 3, 2, 2, dtype=torch.uint8)
+    x[:, 0, 0, 0] = y.to(torch.uint8)
+    x[6, 0, 0, 0] = 7  # one image the model gets wrong
+    model = _ModeProbe().train()
+    s = SimpleNamespace(model=model, train_x=x, train_y=y, augment=_Identity(), amp_dtype=None,
+                        device=torch.device("cpu"))
+    fit = final_fit(s, batch_size=3)
+    assert fit["final_train_acc"] == pytest.approx(6 / 7) and fit["final_train_images"] == 7
+    assert model.calls == [(False, 3), (False, 3), (False, 1)]  # every image once, eval mode, partial last batch
+    assert model.training  # handed back in training mode
+    assert fit["final_train_loss"] > 0

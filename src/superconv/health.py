@@ -27,6 +27,13 @@ The rules (C = number of classes; chance accuracy 1/C, chance loss ln C):
   STILL_RISE over STILL_TAIL of the run. Not judged when the LR still falls at the end (CLR's and 1cycle's
   final descent: the rise there is the schedule's anneal, which is what the schedule is, not a run cut short)
   or rises (a range test), and with fewer evaluations.
+- `underfit`: the run ended below UNDERFIT_BELOW training accuracy, measured by `superconv.train` with one full
+  pass over its own training set in eval mode (no augmentation, the running BN statistics the test uses:
+  `final_train_acc` in summary.json). The author's runs end at ~100% training accuracy (their logs' last
+  training batches), so a run below the threshold has not finished learning and its test accuracy measures
+  the run length rather than the schedule (docs/PROTOCOL.md, "Convergence"). Only training runs are judged
+  (a range test ends at its largest LR by design); a run without the measurement (stored before it existed,
+  or diverged) is not judged here: the report falls back to `tail_train_acc`, labelled as such.
 """
 
 from __future__ import annotations
@@ -37,11 +44,11 @@ from dataclasses import dataclass, field
 
 __all__ = ["FLAGS", "CHANCE_MARGIN", "LAG_GAP", "LAG_MIN_EVALS", "LAG_MIN_SHARE", "NEVER_LEARNS_MARGIN",
            "SMOOTH_ROWS", "STILL_TAIL", "STEADY_LR_RATIO", "STILL_MIN_EVALS", "STILL_RISE", "NUM_CLASSES",
-           "RULES_VERSION", "Health", "assess", "rule_test_lags_train", "rule_never_learns", "rule_still_improving",
-           "num_classes_of"]
+           "UNDERFIT_BELOW", "TAIL_SHARE", "RULES_VERSION", "Health", "assess", "rule_test_lags_train",
+           "rule_never_learns", "rule_still_improving", "rule_underfit", "tail_train_acc", "num_classes_of"]
 
-FLAGS = ("test_lags_train", "never_learns", "diverged", "still_improving")
-RULES_VERSION = 1  # stored with the flags: a later change of the rules can tell old verdicts apart
+FLAGS = ("test_lags_train", "never_learns", "diverged", "still_improving", "underfit")
+RULES_VERSION = 2  # stored with the flags: a later change of the rules can tell old verdicts apart (2: underfit)
 
 CHANCE_MARGIN = 0.10  # "near chance": test accuracy <= 1/C + 0.10 (CIFAR-10: 20%)
 LAG_GAP = 0.20  # training accuracy >= test accuracy + 0.20 (20 percentage points)
@@ -54,6 +61,9 @@ STEADY_LR_RATIO = 1.25  # LR within x1.25 of its final value (and not rising) = 
 STILL_MIN_EVALS = 3  # evaluations needed in the steady end stretch to fit a slope
 STILL_RISE = 0.04  # rise of the fitted line over STILL_TAIL of the run: 4 percentage points (at mini scale the
 #   noise of that fit, 8 evaluations on 2000 test images, is ~2 pp: committed PC-LR runs give -0.013 to +0.015)
+UNDERFIT_BELOW = 0.97  # final training accuracy (full pass, eval mode) below which a run has not converged: the
+#   author's 43 logs end at ~100% on their training batches (docs/PROTOCOL.md, "Convergence")
+TAIL_SHARE = 0.05  # runs without the full pass: the mean per-batch training accuracy of their last 5% of iterations
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10}  # data.name -> classes (synthetic: its default)
 
 
@@ -171,8 +181,32 @@ def rule_still_improving(rows: Sequence[Mapping]) -> tuple[bool | None, str]:
     return rise >= STILL_RISE, text
 
 
-def assess(rows: Sequence[Mapping], num_classes: int, status: str = "completed") -> Health:
-    """Every flag of one run (see the module docstring)."""
+def rule_underfit(final_train_acc: float | None) -> tuple[bool | None, str]:
+    """(flagged, why); flagged None when there is no full-pass training accuracy to judge."""
+    if final_train_acc is None or not math.isfinite(final_train_acc):
+        return None, "no full-pass training accuracy (final_train_acc)"
+    return final_train_acc < UNDERFIT_BELOW, (f"final training accuracy {final_train_acc:.4f} (full pass, eval mode) "
+                                              f"vs threshold {UNDERFIT_BELOW:.2f}")
+
+
+def tail_train_acc(rows: Sequence[Mapping], share: float = TAIL_SHARE) -> float | None:
+    """The mean per-batch training accuracy over the last `share` of a run's iterations (at least its last row):
+    the stand-in for `final_train_acc` in runs stored before the full pass existed. Per-batch accuracy is taken
+    in training mode on augmented batches while the weights move, so it is a different (usually lower) number
+    than the full pass: the report labels it."""
+    rows = [r for r in _sorted(rows) if _val(r, "train/acc") is not None]
+    if not rows:
+        return None
+    last = int(rows[-1]["iteration"])
+    tail = [_val(r, "train/acc") for r in rows if int(r["iteration"]) > last * (1.0 - share)] or [
+        _val(rows[-1], "train/acc")]
+    return sum(tail) / len(tail)
+
+
+def assess(rows: Sequence[Mapping], num_classes: int, status: str = "completed",
+           final_train_acc: float | None = None) -> Health:
+    """Every flag of one run (see the module docstring). `final_train_acc`: the full-pass training accuracy of a
+    training run (None: not measured, `underfit` not judged)."""
     flags, why, not_judged = [], {}, {}
     hit, text = rule_test_lags_train(rows, num_classes)
     if hit:
@@ -191,4 +225,10 @@ def assess(rows: Sequence[Mapping], num_classes: int, status: str = "completed")
     elif hit:
         flags.append("still_improving")
         why["still_improving"] = text
+    hit, text = rule_underfit(final_train_acc)
+    if hit is None:
+        not_judged["underfit"] = text
+    elif hit:
+        flags.append("underfit")
+        why["underfit"] = text
     return Health(tuple(flags), why, not_judged)
