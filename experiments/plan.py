@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from . import throughput
-from .suites import AUTHOR_GPU_HOURS_PER_IMAGE, command, suite
+from .suites import AUTHOR_GPU_HOURS_PER_IMAGE, SCALES, command, suite
 
 
 def plan(scale: str, extra: list[str] | None = None, python: str = sys.executable) -> list[dict]:
@@ -57,7 +57,7 @@ def rates(rows: list[dict], device: str, records: list[dict], *, probe_seconds: 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.plan", description=__doc__.splitlines()[0])
-    p.add_argument("--scale", default="mini", choices=("smoke", "mini", "paper"))
+    p.add_argument("--scale", default="mini", choices=SCALES)
     p.add_argument("--json", action="store_true", help="one JSON line per run instead of the table")
     p.add_argument("--bench", default="results/bench/bench.jsonl", help="make bench's records")
     p.add_argument("--probe-seconds", type=float, default=20.0,

@@ -20,6 +20,7 @@ from .suites import command, suite
 OUTPUTS = {  # scale -> (results dir, figures dir, report)
     "smoke": ("outputs/smoke", "outputs/smoke/figures", "outputs/smoke/REPORT.md"),
     "mini": ("results", "paper_figures/figures", "paper_figures/REPORT.md"),
+    "frontier": ("results", "paper_figures/figures", "paper_figures/REPORT.md"),
     "paper": ("results", "paper_figures/figures", "paper_figures/REPORT.md"),
 }
 

@@ -56,19 +56,67 @@ MINI = (
 )
 
 
+# The frontier study: accuracy against training budget per schedule (conf/scale/frontier.yaml: ResNet-20, batch
+# 1000, BN groups of 125, fp32). A budget is B iterations of batch 1000 for every schedule; each run reaches it
+# through length_factor (CLR and 1cycle: 10k x factor, PC-LR: 80k x factor), so the paper's shapes and BN
+# horizons hold at every length. Listed cheapest first within each priority, so that a study cut short has the
+# whole lower frontier: priority 1 the Table-1 10k-image subset (data.fraction 0.2, the paper's largest gap,
+# 10 iterations per epoch), priority 2 the full training set (Fig 1a, 50 iterations per epoch).
+# The ladder's top: CLR's convergence point (final training accuracy >= 97%, docs/PROTOCOL.md) is not known
+# before its first runs; the rungs below cover CLR converging by 400 iterations (two rungs past it: 1600) and
+# PC-LR to 8x that. Rungs are added above once the lower ones say where CLR converges.
+FRONTIER_SEEDS = "seed=0,1"  # >= 2 at every point a verdict or a speedup factor uses
+FRONTIER_SUBSET = (100, 200, 400, 800, 1600)  # CLR and 1cycle budgets on the 10k subset (iterations)
+FRONTIER_SUBSET_PCLR = (100, 200, 400, 800, 1600, 3200)  # PC-LR: up to 8x the first converged CLR budget
+FRONTIER_FULL = (250, 500, 1000)  # the full set, every schedule: two doublings (5 to 20 epochs)
+
+
+def length_factor(iterations: int, protocol: str) -> str:
+    """The length_factor that gives a `protocol` run `iterations` iterations (CLR/1cycle 10k, PC-LR 80k x it)."""
+    return f"length_factor={iterations / (80_000 if protocol == 'pclr' else 10_000):g}"
+
+
+def _rung(fraction: float, budget: int, protocols: tuple[str, ...], why: str) -> list[Job]:
+    cyclic = [p for p in protocols if p != "pclr"]
+    jobs = [Job("frontier", (f"data.fraction={fraction:g}", f"protocol={','.join(cyclic)}",
+                             length_factor(budget, "clr"), FRONTIER_SEEDS), why, "frontier")] if cyclic else []
+    if "pclr" in protocols:
+        jobs.append(Job("frontier", (f"data.fraction={fraction:g}", "protocol=pclr", length_factor(budget, "pclr"),
+                                     FRONTIER_SEEDS), why, "frontier"))
+    return jobs
+
+
+def frontier() -> tuple[Job, ...]:
+    jobs = []
+    for b in sorted(set(FRONTIER_SUBSET) | set(FRONTIER_SUBSET_PCLR)):
+        protocols = (("clr", "one_cycle") if b in FRONTIER_SUBSET else ()) + (
+            ("pclr",) if b in FRONTIER_SUBSET_PCLR else ())
+        jobs += _rung(0.2, b, protocols, f"frontier, 10k-image subset: budget {b} iterations of batch 1000 "
+                                         f"({b // 10} epochs), {', '.join(protocols)}, 2 seeds")
+    for b in FRONTIER_FULL:
+        jobs += _rung(1.0, b, ("clr", "one_cycle", "pclr"), f"frontier, full training set: budget {b} iterations "
+                                                              f"of batch 1000 ({b // 50} epochs), every schedule, 2 seeds")
+    return tuple(jobs)
+
+
 # Smoke runs every experiment with its whole sweep, except values the tiny synthetic set cannot hold.
 SMOKE_OVERRIDES = {"fig9a_batch": ("train.batch_size=64,32",)}  # batch 1536 > 400 synthetic images
 
 
+SCALES = ("smoke", "mini", "frontier", "paper")
+
+
 def suite(scale: str) -> tuple[Job, ...]:
-    """The jobs of a scale: mini is the curated list above; smoke and paper run every experiment."""
+    """The jobs of a scale: mini and frontier are the curated lists above; smoke and paper run every experiment."""
     if scale == "mini":
         return MINI
+    if scale == "frontier":
+        return frontier()
     if scale == "smoke":
         return tuple(Job(e, SMOKE_OVERRIDES.get(e, ())) for e in all_experiments())
     if scale == "paper":
         return tuple(Job(e) for e in all_experiments())
-    raise ValueError(f"SCALE={scale!r}: must be one of smoke, mini, paper")
+    raise ValueError(f"SCALE={scale!r}: must be one of {', '.join(SCALES)}")
 
 
 def command(job: Job, scale: str, python: str = "python") -> list[str]:

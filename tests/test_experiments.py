@@ -126,3 +126,30 @@ def test_plan_without_a_rate_says_how_to_get_one(tmp_path, capsys, monkeypatch):
     assert plan_mod.main(["--scale", "mini", "--bench", str(tmp_path / "none.jsonl"), "--probe-seconds", "0"]) == 0
     out = capsys.readouterr().out
     assert "unknown: run `make bench` or `make data`" in out and "projected ? h" in out
+
+
+def test_the_frontier_study_is_a_budget_ladder_at_the_papers_protocol():
+    """Every rung at batch 1000 (BN groups of 125), ResNet-20, fp32, 2 seeds; CLR/1cycle and PC-LR at equal
+    budgets where both run; budgets double; ~25 evaluations per run; cheapest first within each training set."""
+    from collections import Counter, defaultdict
+
+    from experiments.plan import plan
+    from experiments.suites import FRONTIER_FULL, FRONTIER_SUBSET, FRONTIER_SUBSET_PCLR
+
+    rows = plan("frontier")
+    assert {(r["precision"], r["depth"], r["batch_size"], r["eval_subset"]) for r in rows} == {("fp32", 20, 1000, 2000)}
+    budgets = defaultdict(set)
+    for r in rows:
+        fraction = r["run_dir"].split("data.fraction=")[1].split(",")[0]
+        protocol = r["run_dir"].split("protocol=")[1].split(",")[0]
+        budgets[fraction, protocol].add(r["iterations"])
+        assert r["iterations"] // r["eval_every"] == 25, r["run_dir"]
+    assert budgets["0.2", "clr"] == budgets["0.2", "one_cycle"] == set(FRONTIER_SUBSET)
+    assert budgets["0.2", "pclr"] == set(FRONTIER_SUBSET_PCLR) and max(FRONTIER_SUBSET_PCLR) >= 8 * FRONTIER_SUBSET[2]
+    assert budgets["1", "clr"] == budgets["1", "one_cycle"] == budgets["1", "pclr"] == set(FRONTIER_FULL)
+    for ladder in (FRONTIER_SUBSET, FRONTIER_SUBSET_PCLR, FRONTIER_FULL):
+        assert all(b == 2 * a for a, b in zip(ladder, ladder[1:])), ladder
+    configs = Counter(r["run_dir"].rsplit(",seed=", 1)[0] for r in rows)
+    assert set(configs.values()) == {2}
+    subset = [r["images"] for r in rows if "data.fraction=0.2," in r["run_dir"]]
+    assert subset == sorted(subset) and rows[0]["run_dir"].startswith("results/frontier/data.fraction=0.2,")

@@ -63,7 +63,15 @@ def per_replica(batch_size, replicas) -> int:
     return b // r
 
 
+def evals(iterations, count) -> int:
+    """`${evals:${train.iterations},N}`: the evaluation interval that gives a run about N intermediate
+    evaluations whatever its length (a budget ladder from 100 to 6400 iterations draws every rung with the same
+    number of points)."""
+    return max(1, int(iterations) // int(count))
+
+
 OmegaConf.register_new_resolver("scaled", scaled, replace=True)
+OmegaConf.register_new_resolver("evals", evals, replace=True)
 OmegaConf.register_new_resolver("per_replica", per_replica, replace=True)
 OmegaConf.register_new_resolver("bn_scaled", bn_scaled, replace=True)
 
