@@ -16,9 +16,12 @@ Why the rules are what they are:
 - **A range test still rising at its end has not shown that it stays high** (`range_run`). If its highest
   accuracy is at the last LR tested, nothing says what a larger LR would do; only a curve that was already
   high over the last `HIGH_SHARE` of the tested LR range counts as staying high (`high_share`).
-- **A claim is only testable in its regime** (`Regime`, `regime_gap`). "CLR in 1/8 of the budget beats PC-LR"
-  is about a CLR run long enough to converge; a run of under `MIN_CLR_EPOCHS` epochs of its training set
-  cannot, whatever the schedule, so such a scale says "not testable", not "not reproduced".
+- **A claim is only testable where its runs converged** (`Regime`, `regime_gap`). "CLR in 1/8 of the budget beats
+  PC-LR", and every sweep on the CLR run, is about a CLR run that finished learning: the author's end at ~100%
+  training accuracy. Where the claim's reference arm (the CLR run it is about) ended below the `underfit`
+  threshold (superconv.health.UNDERFIT_BELOW), the comparison measures how far each run got, so the claim is
+  "not testable: underfit", with the arm's training accuracy. Other arms are data whatever they did: a weight
+  decay that makes its run collapse is the claim's point, not a reason to withhold the verdict.
 - **Runs of different protocols are never pooled** (`Protocol`): precision and the BatchNorm rules (statistics
   per group of images, Caffe's bias-corrected running averages) change the result, so they are part of a
   group's identity exactly as the scale is.
@@ -36,20 +39,21 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from superconv.health import UNDERFIT_BELOW
 from superconv.range_analysis import BOUNDARY_SLACK, default_window, running_median
 
 from .load import FACTORS
 
 __all__ = ["REPRODUCED", "PARTLY", "NOT_REPRODUCED", "INDICATIVE", "INCONCLUSIVE", "STILL_RISING", "NOT_TESTABLE",
-           "NOT_JUDGED", "NOT_RUN", "VERDICTS", "JUDGED", "MIN_N", "MIN_CLR_EPOCHS", "HIGH_SHARE", "TRAIN_IMAGES",
+           "NOT_JUDGED", "NOT_RUN", "VERDICTS", "JUDGED", "MIN_N", "HIGH_SHARE", "TRAIN_IMAGES", "FULL_PASS", "TAIL",
            "PROTOCOL_COLUMNS", "IDENTITY", "Protocol", "protocol_of", "SeedSd", "Side", "Regime", "pooled_sd",
-           "seed_sd", "comparison_noise", "compare", "epochs", "regime_gap", "high_share", "range_run",
+           "seed_sd", "comparison_noise", "compare", "epochs", "fit_text", "regime_gap", "high_share", "range_run",
            "range_case", "combine", "flag_note", "split_flags"]
 
 REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
 INDICATIVE = "indicative (n=1)"
 INCONCLUSIVE, STILL_RISING = "inconclusive", "inconclusive: still rising"
-NOT_TESTABLE, NOT_JUDGED, NOT_RUN = "not testable at this scale", "not judged automatically", "not run yet"
+NOT_TESTABLE, NOT_JUDGED, NOT_RUN = "not testable", "not judged automatically", "not run yet"
 VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, INDICATIVE, INCONCLUSIVE, STILL_RISING, NOT_TESTABLE, NOT_JUDGED,
             NOT_RUN)
 JUDGED = (REPRODUCED, PARTLY, NOT_REPRODUCED)  # the labels that rest on evidence
@@ -57,14 +61,11 @@ JUDGED = (REPRODUCED, PARTLY, NOT_REPRODUCED)  # the labels that rest on evidenc
 UNJUDGED_ORDER = (INDICATIVE, INCONCLUSIVE, STILL_RISING, NOT_TESTABLE, NOT_JUDGED, NOT_RUN)
 
 MIN_N = 2  # runs per side (that ended: finished or diverged) before a verdict is more than indicative
-# Shortest CLR run, in epochs of its own training set, for which "CLR with 1/8 of the budget" can be compared
-# with PC-LR. The paper's shortest super-convergence run (Table 1, stepsize 1k: 2k iterations at batch 1000)
-# is 40 epochs and its Fig 1a run 200; a run of a few epochs ends long before a CIFAR ResNet trained this way
-# converges, so the comparison would measure how far each run got, not whether 1/8 of the budget suffices.
-# 5 is "a few epochs" (issue 13), well below the paper's shortest run and a bound a reader can check.
-MIN_CLR_EPOCHS = 5.0
 HIGH_SHARE = 1 / 3  # a still-rising range test counts as staying high when it was high over this top share
 TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000}  # training images of the full data set (data.name)
+# Where a run's training accuracy comes from (paper_figures.verdicts.attach_fit): the full pass every run makes
+# since it existed, or, for runs stored before, the mean per-batch accuracy of the last 5% of iterations.
+FULL_PASS, TAIL = "full pass", "last 5% of batches"
 
 # Protocol columns of paper_figures.load.load_summaries, and what a run without them (made before they existed)
 # ran: nn.BatchNorm2d statistics over the whole batch, PyTorch's un-corrected running averages, protocol 1.
@@ -288,10 +289,10 @@ def compare(a: Side, b: Side, *, better: bool, scale_sd: SeedSd | None) -> tuple
 # ------------------------------------------------------------------------------ regimes
 @dataclass(frozen=True)
 class Regime:
-    """The least a claim's runs must do for the claim to be testable: every run that ended on `side` ("a" or
-    "b") trains at least `min_epochs` epochs of its own training set; `why` says why, in words."""
+    """Where a claim is testable: the runs of its reference arm (`side`, "a" or "b": the CLR run the claim is
+    about) ended fitting their training set, their mean final training accuracy at or above
+    superconv.health.UNDERFIT_BELOW; `why` says why, in words."""
 
-    min_epochs: float
     why: str
     side: str = "a"
 
@@ -306,17 +307,25 @@ def epochs(iterations, batch_size, dataset, fraction) -> float | None:
     return float(iterations) * float(batch_size) / (n * fr) if fr > 0 else None
 
 
-def regime_gap(label: str, run_epochs: Sequence[float | None], regime: Regime) -> str | None:
-    """None when every run of the side reaches the regime; else why the claim is not testable, in words."""
-    if not run_epochs:
+def fit_text(accs: Sequence[float], sources: Sequence[str]) -> str:
+    """ "75.31%, last 5% of batches, n=2": the mean training accuracy of runs and where it comes from."""
+    src = ", ".join(sorted(set(sources))) if sources else "source unknown"
+    return f"{100 * float(np.mean(accs)):.2f}%, {src}{f', n={len(accs)}' if len(accs) > 1 else ''}"
+
+
+def regime_gap(label: str, fits: Sequence[tuple[float | None, str | None]]) -> str | None:
+    """None when the reference arm converged (or has no finished run with a training accuracy: "not run yet" and a
+    side that diverged are the caller's, and a run that measured nothing is no evidence either way); else why the
+    claim is not testable: "underfit (CLR training accuracy 75.31% ...)". `fits`: (training accuracy as a
+    fraction or None, source) of each of the arm's finished runs; the mean is over those that have one."""
+    known = [(a, s) for a, s in fits if a is not None and math.isfinite(a)]
+    if not known:  # nothing measured it (no full pass, no metrics): not evidence of underfitting
         return None
-    if any(e is None for e in run_epochs):
-        return f"the {label} runs' epochs are unknown (no known training-set size), so the regime cannot be checked"
-    short = min(run_epochs)
-    if short >= regime.min_epochs:
+    accs = [a for a, _ in known]
+    if float(np.mean(accs)) >= UNDERFIT_BELOW:
         return None
-    return (f"the {label} runs train {short:.2f} epochs of their training set, under the {regime.min_epochs:g} "
-            f"this claim needs: {regime.why}")
+    return (f"underfit ({label} training accuracy {fit_text(accs, [s for _, s in known])}; a converged run "
+            f"reaches {UNDERFIT_BELOW:.0%})")
 
 
 # ------------------------------------------------------------------------------ range tests

@@ -64,7 +64,7 @@ PROTOCOL_KEYS: dict[str, tuple[str, ...]] = {
 }
 RUN_LEVEL = ["experiment", "run", "status", "job_type", *FACTORS]
 RUN_COLUMNS = RUN_LEVEL + METRICS
-SUMMARY_KEYS = ["final_test_acc", "best_test_acc", "final_test_loss", "iterations_run", "images_seen",
+SUMMARY_KEYS = ["final_test_acc", "best_test_acc", "final_test_loss", "final_train_acc", "iterations_run", "images_seen",
                 "wall_s", "train_s", "images_per_s", "device", "precision", "git_sha", "command"]
 # health: the run's flags (superconv.health) as stored in its summary, comma-joined ("" = none raised); None for
 # a run stored before summaries had them (paper_figures.report.attach_health computes those from metrics.csv).
@@ -199,6 +199,7 @@ def load_summaries(results_dir: str | os.PathLike) -> pd.DataFrame:
         rows.append(row)
     extra = sorted({k for r in rows for k in r} - set(SUMMARY_COLUMNS))
     df = pd.DataFrame(rows, columns=SUMMARY_COLUMNS + extra)
-    for c in ("final_test_acc", "best_test_acc", "final_test_loss", "wall_s", "train_s", "images_per_s"):
+    for c in ("final_test_acc", "best_test_acc", "final_test_loss", "final_train_acc", "wall_s", "train_s",
+              "images_per_s"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
     return _typed(df).sort_values(["experiment", "run"], kind="mergesort").reset_index(drop=True)

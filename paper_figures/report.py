@@ -42,13 +42,13 @@ from superconv.atomic import write_if_changed
 
 from .caffe_log import CaffeLog
 from .claims import BUDGET, CLAIMS, Claim
-from .judging import (HIGH_SHARE, INCONCLUSIVE, INDICATIVE, MIN_CLR_EPOCHS, MIN_N, NOT_RUN, NOT_TESTABLE,
-                      STILL_RISING, TRAIN_IMAGES, protocol_of, split_flags)
+from .judging import (HIGH_SHARE, INCONCLUSIVE, INDICATIVE, MIN_N, NOT_RUN, NOT_TESTABLE, STILL_RISING, TAIL,
+                      protocol_of, split_flags)
 from .load import scale_labels, scales_in
 from .verdicts import (ESTIMATE_PREFIX, HEALTH_COL, HEALTH_SRC_COL, HEALTH_WHY_COL, LABEL_COL, PEAK_COL, PEAK_LR_COL,
                        Verdict, as_number, axis_values, by_scale, by_setting, claim_cases, claim_pool, counted_runs,
-                       diverged_runs, finished_runs, fmt_value, judge_all, pct_text, ref_for, run_epochs, run_flags,
-                       same_value, scale_sds, select_runs, unfinished_runs)
+                       diverged_runs, finished_runs, fmt_value, judge_all, pct_text, ref_for, run_epochs, run_fits,
+                       run_flags, same_value, scale_sds, select_runs, unfinished_runs)
 
 __all__ = ["build_report", "render_report", "decision_rule", "cell_text", "result_text"]
 
@@ -164,9 +164,21 @@ def result_text(rows: pd.DataFrame, *, range_test: bool = False) -> str:
             head = f"{v[0]:.2f}% (n=1)"
         else:
             head = "no finished run"
+        head += train_text(fin)
         if len(div):
             head += f", {len(div)} diverged"
     return head + flagged + tail
+
+
+def train_text(fin: pd.DataFrame) -> str:
+    """ ", train 75.31% (last 5% of batches)": the mean training accuracy of finished runs (`attach_fit`), with
+    its source; "" when none is known (range tests, runs without metrics)."""
+    fits = [(a, src) for a, src in run_fits(fin) if a is not None]
+    if not fits:
+        return ""
+    sources = sorted({str(src) for _, src in fits})
+    known = "" if len(fits) == len(fin) else f", {len(fits)} of {len(fin)} runs"
+    return f", train {100 * sum(a for a, _ in fits) / len(fits):.2f}% ({', '.join(sources)}{known})"
 
 
 def _flag_text(counted: pd.DataFrame) -> str:
@@ -263,7 +275,8 @@ def decision_rule(claim: Claim) -> str:
         rule += f"; judged per {claim.split}"
     if claim.regime is not None:
         side = a if claim.regime.side == "a" else b
-        rule += f"; testable only where the {side} runs train >= {claim.regime.min_epochs:g} epochs of their training set"
+        rule += (f"; testable only where the {side} runs converged (mean final training accuracy >= "
+                 f"{run_health.UNDERFIT_BELOW:.0%})")
     return rule
 
 
@@ -285,7 +298,6 @@ def _bullets(items: Sequence[str]) -> str:
 def _rules(claims: Sequence[Claim]) -> str:
     """The verdict rules, in words, with the thresholds of `paper_figures.judging` filled in."""
     budget = ", ".join(sorted({c.artifact for c in claims if c.regime is BUDGET}, key=str))
-    sizes = " and ".join(f"{k} {v:,}" for k, v in sorted(TRAIN_IMAGES.items()))
     return _bullets([
         """**Finished runs only.** A run counts as an accuracy number only when it finished (status `completed`, a
         DONE file and a final test accuracy). Unfinished runs are never counted (the cell says how many exist). A
@@ -293,7 +305,7 @@ def _rules(claims: Sequence[Claim]) -> str:
         runs all diverged counts as the worse side of its comparison; a diverged run on the side the claim favours
         caps "reproduced" at "partly".""",
         """**Ours** = mean ± sd of the final test accuracy over the finished runs (seeds) of a group, in %, n runs,
-        then the scale, the protocol (network, data, batch, iterations and the epochs they make, precision,
+        and beside it ("train") the mean final training accuracy of the same runs with its source, then the scale, the protocol (network, data, batch, iterations and the epochs they make, precision,
         BatchNorm rule) and the hardware, read from the runs' config.yaml and summary.json.""",
         f"""**Evidence.** "reproduced" and "not reproduced" need at least {MIN_N} runs that ended (finished, or
         diverged) on each side of a comparison, and at least {MIN_N} judged runs of a range test. With fewer the
@@ -311,10 +323,14 @@ def _rules(claims: Sequence[Claim]) -> str:
         beyond the noise); **not run yet** if either group has no finished or diverged run. "@max"/"@min" sides
         (largest vs smallest batch, max LR, run length) take the largest / smallest value actually run.""",
         """**"A does not beat B" claims** (Adam): reproduced if d <= noise, not reproduced if d > noise.""",
-        f"""**Regimes.** "CLR with 1/8 of PC-LR's budget beats PC-LR" ({budget}) is only testable with CLR runs of
-        at least {MIN_CLR_EPOCHS:g} epochs of their own training set (iterations x batch / (training images x
-        fraction); {sizes} training images). Where a setting's CLR runs are shorter the claim is
-        **{NOT_TESTABLE}**, with the reason; the runs are still shown.""",
+        f"""**Convergence.** A claim about a CLR run ({budget}, and the sweeps on the CLR run) is judged only where
+        its reference arm (the CLR run the claim is about) converged: the mean final training accuracy of its runs
+        at or above {run_health.UNDERFIT_BELOW:.0%} (`underfit` below; docs/PROTOCOL.md, "Convergence"). The
+        training accuracy is the full pass over the run's own training set in eval mode each run makes at its
+        end, or, for runs stored before that existed, the mean per-batch training accuracy of their last 5% of
+        iterations (labelled "{TAIL}"). Otherwise the claim is **{NOT_TESTABLE}**: underfit, with that number;
+        the runs are still shown. Other arms are data whatever they did (a weight decay that makes its run
+        collapse is the claim's point).""",
         """**Claims judged per sub-case** (training-set fraction, depth, optimizer, range-test length): each
         sub-case is judged alone; the claim is **reproduced** / **not reproduced** if every judged sub-case is,
         **partly** if they differ; with no judged sub-case it says what the sub-cases say (indicative, then

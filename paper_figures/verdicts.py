@@ -20,12 +20,13 @@ from superconv import health as run_health
 from superconv.lr_estimate import landmarks
 
 from .claims import CLAIMS, MAX, MIN, Claim, Group, Ref
-from .judging import (JUDGED, NOT_JUDGED, NOT_RUN, NOT_TESTABLE, VERDICTS, SeedSd, Side, combine, compare, epochs,
-                      flag_note, high_share, protocol_of, range_case, range_run, regime_gap, seed_sd, split_flags)
+from .judging import (FULL_PASS, JUDGED, NOT_JUDGED, NOT_RUN, NOT_TESTABLE, TAIL, VERDICTS, SeedSd, Side, combine,
+                      compare, epochs, flag_note, high_share, protocol_of, range_case, range_run, regime_gap, seed_sd,
+                      split_flags)
 from .load import scale_labels, scales_in
 
 __all__ = ["Verdict", "judge", "judge_all", "by_scale", "by_setting", "attach_curves", "attach_health",
-           "attach_estimates"]
+           "attach_estimates", "attach_fit", "run_fits"]
 
 VERDICT_COL = "range_test/verdict/"
 LABEL_COL, PEAK_COL, PEAK_LR_COL = VERDICT_COL + "label", VERDICT_COL + "peak_acc", VERDICT_COL + "peak_lr"
@@ -34,6 +35,7 @@ SHARE_COL, FROM_LR_COL = "curve/high_share", "curve/high_from_lr"  # added by at
 TOLERANCE = 0.2  # a range test's tolerance when its summary has none: superconv.range_analysis.verdict's default
 HEALTH_COL = "health"  # the run's health flags, comma-joined (paper_figures.load; attach_health fills the gaps)
 HEALTH_WHY_COL, HEALTH_SRC_COL = "health/why", "health/source"  # added by attach_health
+TRAIN_ACC_COL, TRAIN_SRC_COL = "train_acc", "train_acc/source"  # added by attach_fit
 ESTIMATE_PREFIX = "lr_estimate/"  # + start, middle, end, peak (and _it): added by attach_estimates from metrics.csv
 
 
@@ -177,6 +179,20 @@ def run_flags(rows: pd.DataFrame) -> list:
     """The health cell of every run among `rows` that ended (finished or diverged)."""
     counted = counted_runs(rows)
     return [] if counted.empty else counted[HEALTH_COL].tolist() if HEALTH_COL in counted else [None] * len(counted)
+
+
+def run_fits(rows: pd.DataFrame) -> list[tuple[float | None, str | None]]:
+    """(training accuracy, its source) of every finished run among `rows`: `attach_fit`'s, else the summary's full
+    pass (`final_train_acc`), else (None, None)."""
+    out = []
+    for _, r in finished_runs(rows).iterrows():
+        acc = as_number(r.get(TRAIN_ACC_COL))
+        if acc is not None:
+            out.append((acc, r.get(TRAIN_SRC_COL)))
+        else:  # not attached: the summary's full pass, when there is one
+            full = as_number(r.get("final_train_acc"))
+            out.append((full, None if full is None else FULL_PASS))
+    return out
 
 
 def run_epochs(rows: pd.DataFrame) -> list[float | None]:
@@ -342,8 +358,8 @@ def _judge_pool(claim: Claim, pool: pd.DataFrame, scale_sd: SeedSd | None = None
         ra, rb = case["a"], case["b"]
         if claim.regime is not None:
             side, group = (ra, claim.a) if claim.regime.side == "a" else (rb, claim.b)
-            rows = counted_runs(select_runs(pool, side)) if side is not None else pool.iloc[0:0]
-            gap = regime_gap(group.label, run_epochs(rows), claim.regime)
+            rows = select_runs(pool, side) if side is not None else pool.iloc[0:0]
+            gap = regime_gap(group.label, run_fits(rows))
             if gap is not None:
                 cases.append((case["label"], NOT_TESTABLE, gap))
                 continue
@@ -364,7 +380,7 @@ def judge_all(summaries: pd.DataFrame | None, runs: pd.DataFrame | None = None
     """(summaries with the range tests' curves attached, the verdict on every claim of `CLAIMS`): what the
     report and README.md's results table (`paper_figures.readme_table`) are both rendered from."""
     summaries = summaries if summaries is not None else pd.DataFrame(columns=["experiment", "status"])
-    summaries = attach_estimates(attach_health(attach_curves(summaries, runs), runs), runs)
+    summaries = attach_fit(attach_estimates(attach_health(attach_curves(summaries, runs), runs), runs), runs)
     return summaries, [(c, judge(c, summaries)) for c in CLAIMS]
 
 
@@ -410,6 +426,32 @@ def attach_health(summaries: pd.DataFrame, runs: pd.DataFrame | None) -> pd.Data
             out.at[i, HEALTH_SRC_COL] = "computed from metrics.csv by the report"
         flags = split_flags(out.at[i, HEALTH_COL])
         out.at[i, HEALTH_WHY_COL] = "; ".join(f"{f}: {h.why.get(f, 'stored in summary.json')}" for f in flags)
+    return out
+
+
+def attach_fit(summaries: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
+    """`summaries` with every finished training run's training accuracy (TRAIN_ACC_COL) and where it comes from
+    (TRAIN_SRC_COL): the full pass of its summary (`final_train_acc`), or, for a run stored before the full pass
+    existed, the mean per-batch accuracy of its last 5% of iterations from its metrics in `runs`
+    (superconv.health.tail_train_acc), labelled so. Range tests get none: they end at their largest LR."""
+    if summaries.empty or "experiment" not in summaries:
+        return summaries
+    out = summaries.copy()
+    out[TRAIN_ACC_COL] = np.nan
+    out[TRAIN_SRC_COL] = None
+    out[TRAIN_SRC_COL] = out[TRAIN_SRC_COL].astype(object)
+    curves = _run_rows(runs)
+    for i, r in out.iterrows():
+        if r.get("job_type") == "range_test" or r.get("status") != "completed":
+            continue
+        full = as_number(r.get("final_train_acc"))
+        if full is not None:
+            out.at[i, TRAIN_ACC_COL], out.at[i, TRAIN_SRC_COL] = full, FULL_PASS
+            continue
+        curve = curves.get((r["experiment"], r["run"]))
+        tail = None if curve is None else run_health.tail_train_acc(_records(curve))
+        if tail is not None:
+            out.at[i, TRAIN_ACC_COL], out.at[i, TRAIN_SRC_COL] = tail, TAIL
     return out
 
 

@@ -59,21 +59,17 @@ def test_suites_cover_what_the_scales_promise():
 
 
 def test_the_mini_study_is_sized_for_its_claims():
-    """Every CLR run of a judged comparison trains >= MIN_CLR_EPOCHS epochs, every configuration has >= 2
-    seeds, the 8x budget ratio survives, and every run is fp32 (the study spans machines)."""
+    """Every configuration has >= 2 seeds, the 8x budget ratio survives, and every run is fp32 (the study spans
+    machines)."""
     from collections import Counter
 
-    from paper_figures.judging import MIN_CLR_EPOCHS, MIN_N, TRAIN_IMAGES
+    from paper_figures.judging import MIN_N
 
     from experiments.plan import plan
 
     rows = plan("mini")  # composes every job as `make reproduce SCALE=mini` would
     assert {r["precision"] for r in rows} == {"fp32"} and {r["depth"] for r in rows} == {20}
     trained = [r for r in rows if r["job"] == "train"]
-    for r in trained:
-        fraction = 0.2 if "data.fraction=0.2" in r["run_dir"] else 1.0
-        epochs = r["images"] / (TRAIN_IMAGES["cifar10"] * fraction)
-        assert epochs >= MIN_CLR_EPOCHS, (r["run_dir"], epochs)
     configs = Counter(r["run_dir"].replace(",seed=0", "").replace(",seed=1", "") for r in trained)
     assert min(configs.values()) >= MIN_N
     table1 = {r["run_dir"].split("protocol=")[1].split(",")[0]: r["iterations"] for r in rows

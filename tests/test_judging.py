@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from paper_figures.judging import (HIGH_SHARE, INCONCLUSIVE, INDICATIVE, MIN_CLR_EPOCHS, MIN_N, NOT_REPRODUCED,
+from paper_figures.judging import (HIGH_SHARE, INCONCLUSIVE, INDICATIVE, MIN_N, NOT_REPRODUCED,
                                    NOT_RUN, NOT_TESTABLE, PARTLY, REPRODUCED, STILL_RISING, Protocol, Regime, SeedSd,
                                    Side, combine, compare, comparison_noise, epochs, high_share, pooled_sd,
                                    protocol_of, range_case, range_run, regime_gap, seed_sd)
@@ -133,7 +133,7 @@ def test_protocol_keys_bn_groups_by_the_per_replica_rule():
     assert proto(512, None).text() == "fp32, BN caffe over the whole batch, protocol v2"
 
 
-# ------------------------------------------------------------------------------ regimes
+# ------------------------------------------------------------------------------ convergence
 def test_epochs_from_the_config():
     assert epochs(150, 256, "cifar10", 1.0) == pytest.approx(0.768)
     assert epochs(150, 256, "cifar10", 0.2) == pytest.approx(3.84)  # epochs of the subset, not of CIFAR-10
@@ -141,14 +141,15 @@ def test_epochs_from_the_config():
     assert epochs(20, 32, "synthetic", 1.0) is None and epochs(None, 32, "cifar10", 1.0) is None
 
 
-def test_a_too_short_clr_run_is_not_testable_with_its_reason():
-    regime = Regime(MIN_CLR_EPOCHS, "1/8 of the budget must converge")
-    why = regime_gap("CLR", [0.768, 1.2], regime)
-    assert MIN_CLR_EPOCHS == 5.0
-    assert "CLR runs train 0.77 epochs" in why and "under the 5" in why and "1/8 of the budget" in why
-    assert regime_gap("CLR", [200.0, MIN_CLR_EPOCHS], regime) is None
-    assert "unknown" in regime_gap("CLR", [None], regime)
-    assert regime_gap("CLR", [], regime) is None  # no runs: "not run yet" is for the caller to say
+def test_an_underfit_reference_arm_is_not_testable_with_its_training_accuracy():
+    why = regime_gap("CLR", [(0.7531, "last 5% of batches"), (0.7473, "last 5% of batches")])
+    assert why == ("underfit (CLR training accuracy 75.02%, last 5% of batches, n=2; a converged run reaches 97%)")
+    assert regime_gap("CLR", [(0.99, "full pass"), (0.96, "full pass")]) is None  # the arm's mean: 97.5%
+    assert regime_gap("CLR", [(0.97, "full pass")]) is None  # the threshold itself converged
+    assert "96.99%, full pass;" in regime_gap("CLR", [(0.9699, "full pass")])
+    assert regime_gap("CLR", [(0.99, "full pass"), (None, None)]) is None  # the runs that measured it
+    assert regime_gap("CLR", [(None, None)]) is None  # nothing measured: no evidence of underfitting
+    assert regime_gap("CLR", []) is None  # no finished run: "not run yet" or a diverged side is for the caller
 
 
 # ------------------------------------------------------------------------------ range tests

@@ -100,7 +100,8 @@ def test_the_rows_come_from_the_judged_runs(tmp_path):
 
 
 def test_too_short_runs_and_protocols_get_their_own_verdicts(tmp_path):
-    short = [dict(r, iterations=150 if r["schedule"] == "clr" else 1200, batch_size=256)
+    short = [dict(r, iterations=150 if r["schedule"] == "clr" else 1200, batch_size=256,
+                  final_train_acc=0.7531 if r["schedule"] == "clr" else 0.999)
              for r in two_scales([], [], [0.33, 0.35], [0.74, 0.75]).to_dict("records")]
     caffe = dict(bn_stats="caffe", bn_group=125, protocol_version=2)
     df = frame(*short, *(dict(r, **caffe) for r in short))
@@ -110,7 +111,9 @@ def test_too_short_runs_and_protocols_get_their_own_verdicts(tmp_path):
     assert "fp32, BN torch over the whole batch, protocol v1" in body[0]
     assert "fp32, BN caffe over groups of 125, protocol v2" in body[1]
     for r in body:
-        assert r.endswith("| **not testable at this scale**: CLR 0.77 epochs < 5 |")
+        assert r.endswith("| **not testable**: underfit (CLR training accuracy 75.31%, full pass, n=2; a converged "
+                          "run reaches 97%) |")
+        assert "CLR 34.00 ± 1.41% (n=2), train 75.31% (full pass)" in r
         assert "CLR 150 it, batch 256 = 0.768 epochs; PC-LR 1.2k it, batch 256 = 6.14 epochs" in r
 
 
