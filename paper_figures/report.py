@@ -40,6 +40,7 @@ import pandas as pd
 from superconv import health as run_health
 from superconv.atomic import write_if_changed
 
+from . import author_health
 from .caffe_log import CaffeLog
 from .claims import BUDGET, CLAIMS, Claim
 from .judging import (HIGH_SHARE, INCONCLUSIVE, INDICATIVE, MIN_N, NOT_RUN, NOT_TESTABLE, STILL_RISING, TAIL,
@@ -528,7 +529,9 @@ def render_report(summaries: pd.DataFrame, reference: Mapping[str, CaffeLog] | N
         counts = summaries["experiment"].value_counts().to_dict()
         out += ["Results that no claim judges (see their figures): "
                 + ", ".join(f"`{e}` ({counts[e]} run{'s' if counts[e] != 1 else ''})" for e in others) + ".", ""]
-    out += ["## Run health", ""] + _health_lines(summaries) + ["", "## Figures", ""]
+    out += ["## Run health", ""] + _health_lines(summaries) + [""]
+    out += ["## The author's runs through the same checks", ""] + author_health.section(reference)
+    out += ["", "## Figures", ""]
     pngs = sorted({Path(f) for f in figures if Path(f).suffix.lower() == ".png"}, key=lambda p: _rel(p, out_dir))
     if not pngs:
         out += ["No figures were given.", ""]

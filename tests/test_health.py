@@ -190,3 +190,28 @@ def test_the_tail_training_accuracy_averages_the_last_5_percent_of_iterations(tm
     assert health.tail_train_acc(rows, share=0.5) == pytest.approx(sum(range(101, 201)) / 100 / 1000)
     assert health.tail_train_acc(rows[:1]) == pytest.approx(0.001)  # one row: itself
     assert health.tail_train_acc([]) is None
+
+
+# ------------------------------------------------------------------------------ lagging in total, ends_below_peak
+def test_lagging_evaluations_count_in_total_when_they_flicker(tmp_path):
+    # every third evaluation escapes chance: no unbroken stretch of a quarter, but 2/3 of them lag
+    rows = healthy(tmp_path, test_acc=lambda i: 0.6 if i % 30 == 0 or i == 200 else 0.1,
+                   train_acc=lambda i: 0.95, loss=lambda i: 0.2)
+    hit, why = health.rule_test_lags_train(rows, 10)
+    assert hit and "at 13 of 20 evaluations" in why and "longest unbroken stretch 2" in why
+    # a few scattered lagging evaluations (under a quarter) are not a flag
+    rows = healthy(tmp_path, test_acc=lambda i: 0.1 if i in (40, 120, 160) else 0.7, train_acc=lambda i: 0.95,
+                   loss=lambda i: 0.2)
+    hit, why = health.rule_test_lags_train(rows, 10)
+    assert not hit and "3 in all, of 20" in why
+
+
+def test_a_run_that_ends_far_below_its_best_evaluation(tmp_path):
+    rows = healthy(tmp_path, test_acc=lambda i: 0.66 if i <= 40 else 0.0995)  # the author's weight decay 1e-3 run
+    h = health.assess(rows, 10)
+    assert "ends_below_peak" in h.flags
+    assert h.why["ends_below_peak"] == "final test accuracy 0.0995 (iteration 200) vs best 0.6600 (iteration 10)"
+    small = healthy(tmp_path, test_acc=lambda i: 0.80 if i <= 150 else 0.71)  # 9 pp: within FALL_GAP
+    assert "ends_below_peak" not in health.assess(small, 10).flags
+    assert "ends_below_peak" not in health.assess(rows, 10, range_test=True).flags  # a range test falls by design
+    assert "range test" in health.assess(rows, 10, range_test=True).not_judged["ends_below_peak"]

@@ -15,7 +15,10 @@ The rules (C = number of classes; chance accuracy 1/C, chance loss ln C):
   around it (the mean of train/acc over the rows since the previous evaluation, at least the last
   SMOOTH_ROWS rows) >= test accuracy + LAG_GAP. Flagged when the final evaluation lags, or when the longest
   unbroken stretch of lagging evaluations holds >= LAG_MIN_EVALS evaluations and >= LAG_MIN_SHARE of all the
-  run's evaluations.
+  run's evaluations, or when the lagging evaluations together are >= LAG_MIN_SHARE of them (a test accuracy
+  that flickers above chance now and then while the running statistics lag: the author's PC-LR run on 10k
+  images, lr35Tr10kTab1, lags at 472 of its 801 evaluations, up to its first LR drop, in unbroken stretches of
+  at most 144).
 - `never_learns`: the training loss never falls below chance: its running mean over SMOOTH_ROWS consecutive
   rows (all rows when fewer) stays >= ln C - NEVER_LEARNS_MARGIN throughout.
 - `diverged`: the run's status is `diverged` (recorded by the loop at the first non-finite loss).
@@ -27,6 +30,9 @@ The rules (C = number of classes; chance accuracy 1/C, chance loss ln C):
   STILL_RISE over STILL_TAIL of the run. Not judged when the LR still falls at the end (CLR's and 1cycle's
   final descent: the rise there is the schedule's anneal, which is what the schedule is, not a run cut short)
   or rises (a range test), and with fewer evaluations.
+- `ends_below_peak`: the final test accuracy is more than FALL_GAP below the run's best evaluation, so its
+  number is a point after a fall, not its result (a weight decay that makes a run collapse, BN statistics that
+  drift late in a run). Not judged for range tests, which end at their largest LR by design.
 - `underfit`: the run ended below UNDERFIT_BELOW training accuracy, measured by `superconv.train` with one full
   pass over its own training set in eval mode (no augmentation, the running BN statistics the test uses:
   `final_train_acc` in summary.json). The author's runs end at ~100% training accuracy (their logs' last
@@ -44,11 +50,12 @@ from dataclasses import dataclass, field
 
 __all__ = ["FLAGS", "CHANCE_MARGIN", "LAG_GAP", "LAG_MIN_EVALS", "LAG_MIN_SHARE", "NEVER_LEARNS_MARGIN",
            "SMOOTH_ROWS", "STILL_TAIL", "STEADY_LR_RATIO", "STILL_MIN_EVALS", "STILL_RISE", "NUM_CLASSES",
-           "UNDERFIT_BELOW", "TAIL_SHARE", "RULES_VERSION", "Health", "assess", "rule_test_lags_train",
-           "rule_never_learns", "rule_still_improving", "rule_underfit", "tail_train_acc", "num_classes_of"]
+           "UNDERFIT_BELOW", "TAIL_SHARE", "FALL_GAP", "RULES_VERSION", "Health", "assess", "rule_test_lags_train",
+           "rule_never_learns", "rule_still_improving", "rule_ends_below_peak", "rule_underfit", "tail_train_acc", "num_classes_of"]
 
-FLAGS = ("test_lags_train", "never_learns", "diverged", "still_improving", "underfit")
-RULES_VERSION = 2  # stored with the flags: a later change of the rules can tell old verdicts apart (2: underfit)
+FLAGS = ("test_lags_train", "never_learns", "diverged", "still_improving", "ends_below_peak", "underfit")
+RULES_VERSION = 2  # stored with the flags: a later change of the rules can tell old verdicts apart (2: underfit,
+#   ends_below_peak, lagging evaluations counted in total as well as in their longest stretch)
 
 CHANCE_MARGIN = 0.10  # "near chance": test accuracy <= 1/C + 0.10 (CIFAR-10: 20%)
 LAG_GAP = 0.20  # training accuracy >= test accuracy + 0.20 (20 percentage points)
@@ -61,6 +68,7 @@ STEADY_LR_RATIO = 1.25  # LR within x1.25 of its final value (and not rising) = 
 STILL_MIN_EVALS = 3  # evaluations needed in the steady end stretch to fit a slope
 STILL_RISE = 0.04  # rise of the fitted line over STILL_TAIL of the run: 4 percentage points (at mini scale the
 #   noise of that fit, 8 evaluations on 2000 test images, is ~2 pp: committed PC-LR runs give -0.013 to +0.015)
+FALL_GAP = 0.10  # final test accuracy > 10 percentage points below the run's best evaluation
 UNDERFIT_BELOW = 0.97  # final training accuracy (full pass, eval mode) below which a run has not converged: the
 #   author's 43 logs end at ~100% on their training batches (docs/PROTOCOL.md, "Convergence")
 TAIL_SHARE = 0.05  # runs without the full pass: the mean per-batch training accuracy of their last 5% of iterations
@@ -128,7 +136,13 @@ def rule_test_lags_train(rows: Sequence[Mapping], num_classes: int) -> tuple[boo
         a, b = its[evals[best_end - best + 1]], its[evals[best_end]]
         return True, (f"test accuracy <= chance + {CHANCE_MARGIN:.2f} with the training accuracy {LAG_GAP:.2f}+ "
                       f"above it at {best} evaluations in a row (iterations {a}-{b}, {best} of {len(lag)})")
-    return False, f"longest lagging stretch {best} of {len(lag)} evaluations; {final}"
+    total = sum(lag)
+    if total >= LAG_MIN_EVALS and total >= LAG_MIN_SHARE * len(lag):
+        lagging = [its[i] for i, x in zip(evals, lag) if x]
+        return True, (f"test accuracy <= chance + {CHANCE_MARGIN:.2f} with the training accuracy {LAG_GAP:.2f}+ "
+                      f"above it at {total} of {len(lag)} evaluations (iterations {lagging[0]}-{lagging[-1]}; "
+                      f"longest unbroken stretch {best})")
+    return False, f"longest lagging stretch {best}, {total} in all, of {len(lag)} evaluations; {final}"
 
 
 def rule_never_learns(rows: Sequence[Mapping], num_classes: int) -> tuple[bool, str]:
@@ -181,6 +195,17 @@ def rule_still_improving(rows: Sequence[Mapping]) -> tuple[bool | None, str]:
     return rise >= STILL_RISE, text
 
 
+def rule_ends_below_peak(rows: Sequence[Mapping]) -> tuple[bool | None, str]:
+    """(flagged, why); flagged None without two evaluations (see the module docstring)."""
+    accs = [(int(r["iteration"]), v) for r in _sorted(rows) if (v := _val(r, "test/acc")) is not None]
+    if len(accs) < 2:
+        return None, "fewer than 2 evaluations"
+    peak_it, peak = max(accs, key=lambda p: p[1])
+    final_it, final = accs[-1]
+    text = f"final test accuracy {final:.4f} (iteration {final_it}) vs best {peak:.4f} (iteration {peak_it})"
+    return peak - final > FALL_GAP, text
+
+
 def rule_underfit(final_train_acc: float | None) -> tuple[bool | None, str]:
     """(flagged, why); flagged None when there is no full-pass training accuracy to judge."""
     if final_train_acc is None or not math.isfinite(final_train_acc):
@@ -204,9 +229,10 @@ def tail_train_acc(rows: Sequence[Mapping], share: float = TAIL_SHARE) -> float 
 
 
 def assess(rows: Sequence[Mapping], num_classes: int, status: str = "completed",
-           final_train_acc: float | None = None) -> Health:
+           final_train_acc: float | None = None, *, range_test: bool = False) -> Health:
     """Every flag of one run (see the module docstring). `final_train_acc`: the full-pass training accuracy of a
-    training run (None: not measured, `underfit` not judged)."""
+    training run (None: not measured, `underfit` not judged); `range_test`: an LR range test (`ends_below_peak`
+    not judged)."""
     flags, why, not_judged = [], {}, {}
     hit, text = rule_test_lags_train(rows, num_classes)
     if hit:
@@ -225,6 +251,12 @@ def assess(rows: Sequence[Mapping], num_classes: int, status: str = "completed",
     elif hit:
         flags.append("still_improving")
         why["still_improving"] = text
+    hit, text = (None, "a range test ends at its largest LR") if range_test else rule_ends_below_peak(rows)
+    if hit is None:
+        not_judged["ends_below_peak"] = text
+    elif hit:
+        flags.append("ends_below_peak")
+        why["ends_below_peak"] = text
     hit, text = rule_underfit(final_train_acc)
     if hit is None:
         not_judged["underfit"] = text

@@ -112,7 +112,7 @@ def _train(c: dict, schedule: Schedule, store: RunDir, command: str | None, job_
         summary["last_finite"] = {k: finite_or_none(v) if isinstance(v, float) else v
                                   for k, v in out.last_finite.items()}
     summary["health"] = health.assess(read_metrics(s.store.metrics), s.num_classes, out.status,
-                                      fit.get("final_train_acc")).to_json()
+                                      fit.get("final_train_acc"), range_test=job_type == "range_test").to_json()
     if analyze is not None:
         summary.update(analyze(s, out))
     finish(s, summary)
