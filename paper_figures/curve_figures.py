@@ -31,10 +31,10 @@ NOT_A_HUE = {"seed", "run", "experiment", "status", "job_type"}
 
 
 def varying_factors(df: pd.DataFrame) -> list[str]:
-    """The run-level factors whose value differs between runs (seed excluded)."""
+    """The run-level factors whose value differs between runs (seed excluded), precision among them."""
     from .load import FACTORS
 
-    return [f for f in FACTORS if f not in NOT_A_HUE and f in df and df[f].astype(str).nunique() > 1]
+    return [f for f in (*FACTORS, "precision") if f not in NOT_A_HUE and f in df and df[f].astype(str).nunique() > 1]
 
 
 def spans_scales(*frames: pd.DataFrame) -> bool:
@@ -54,9 +54,10 @@ def with_scale(labels: pd.Series, df: pd.DataFrame) -> pd.Series:
 def curve_labels(df: pd.DataFrame, spec: FigureSpec, by_scale: bool | None = None) -> pd.Series:
     """One label per run: the hue (and style) factors' values, or every factor that varies; with the run's
     scale appended when `by_scale` (default: when `df` spans more than one scale) and no key names it."""
-    keys = [k for k in (spec.hue, spec.style) if k] or varying_factors(df) or ["schedule"]
-    if len(keys) == 1:
-        labels = df[keys[0]].astype(str)
+    named = [k for k in (spec.hue, spec.style) if k]
+    keys = named or varying_factors(df) or ["schedule"]
+    if len(keys) == 1:  # a factor found by varying_factors is named in the label: "bn_momentum=0.001"
+        labels = df[keys[0]].astype(str) if named or keys == ["schedule"] else f"{keys[0]}=" + df[keys[0]].astype(str)
     else:
         labels = df[keys].astype(str).apply(lambda r: ", ".join(f"{k}={v}" for k, v in zip(keys, r)), axis=1)
     if by_scale is None:

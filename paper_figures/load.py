@@ -39,6 +39,7 @@ FACTORS: dict[str, tuple[str, ...]] = {
     "depth": ("model", "depth"),
     "variant": ("model", "variant"),
     "dropout": ("model", "dropout"),
+    "bn_momentum": ("model", "bn_momentum"),  # BN running-average momentum: a protocol value runs are swept over
     "dataset": ("data", "name"),
     "fraction": ("data", "fraction"),
     "augment": ("data", "augment"),
@@ -63,7 +64,9 @@ PROTOCOL_KEYS: dict[str, tuple[str, ...]] = {
     "protocol_version": ("protocol_version",),
 }
 RUN_LEVEL = ["experiment", "run", "status", "job_type", *FACTORS]
-RUN_COLUMNS = RUN_LEVEL + METRICS
+# precision: what the run computed in (its summary's resolved value, not the config's "auto"): curves of a
+# precision check are told apart by it (paper_figures.curve_figures.varying_factors)
+RUN_COLUMNS = RUN_LEVEL + ["precision"] + METRICS
 SUMMARY_KEYS = ["final_test_acc", "best_test_acc", "final_test_loss", "final_train_acc", "iterations_run", "images_seen",
                 "wall_s", "train_s", "images_per_s", "device", "precision", "git_sha", "command"]
 # health: the run's flags (superconv.health) as stored in its summary, comma-joined ("" = none raised); None for
@@ -141,7 +144,7 @@ def _read(rd: RunDir, *, need_summary: bool) -> tuple[dict | None, dict | None] 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
     """Numeric factor columns as numbers even when some runs lack them (None -> NaN)."""
-    for c in ("seed", "depth", "dropout", "fraction", "batch_size", "iterations", "momentum", "weight_decay",
+    for c in ("seed", "depth", "dropout", "bn_momentum", "fraction", "batch_size", "iterations", "momentum", "weight_decay",
               "max_lr", "min_lr"):
         if c in df:
             df[c] = pd.to_numeric(df[c], errors="coerce")
@@ -165,6 +168,7 @@ def load_runs(results_dir: str | os.PathLike) -> pd.DataFrame:
         m = pd.DataFrame(rows, columns=list(METRIC_COLUMNS)).rename(columns={"momentum": "momentum_t"})
         for k, v in _run_level(rd, *read).items():
             m[k] = v
+        m["precision"] = (read[1] or {}).get("precision")
         frames.append(m[RUN_COLUMNS])
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in RUN_COLUMNS})

@@ -175,3 +175,26 @@ def test_scales_of_different_lengths_are_drawn_against_fraction_of_run():
     assert curve_figures.x_axis(df, [], by_scale=True) == "fraction of run"
     assert curve_figures.x_axis(df, []) == "iteration"  # one scale, several lengths (Fig 1b): iterations
     assert curve_figures.x_axis(df.iloc[:1], [], by_scale=True) == "iteration"
+
+
+def test_an_undeclared_experiment_separates_its_arms_by_bn_momentum_and_precision():
+    """The "other" figures (no FigureSpec hue) label curves by every factor that varies: a BN-momentum sweep or a
+    precision check is two curves, each named, never one pooled band."""
+    spec = registry.FigureSpec("other_x", "(not in the paper)", "x", ("x",))
+    runs = pd.DataFrame({"seed": [0, 1, 0, 1], "schedule": ["multistep"] * 4, "bn_momentum": [0.001, 0.001, 0.06, 0.06],
+                         "precision": ["fp32"] * 4, "scale": ["mini"] * 4})
+    assert curve_figures.varying_factors(runs) == ["bn_momentum"]
+    assert curve_figures.curve_labels(runs, spec).tolist() == ["bn_momentum=0.001"] * 2 + ["bn_momentum=0.06"] * 2
+    runs = runs.assign(bn_momentum=0.001, precision=["bf16", "bf16", "fp32", "fp32"])
+    assert curve_figures.curve_labels(runs, spec).tolist() == ["precision=bf16"] * 2 + ["precision=fp32"] * 2
+
+
+def test_the_seed_sd_never_pools_a_bn_momentum_sweep():
+    from paper_figures.judging import seed_sd
+
+    rows = pd.DataFrame([{"experiment": "bn_horizon", "run": f"r{i}", "status": "completed", "job_type": "train",
+                          "seed": i % 2, "bn_momentum": m, "final_test_acc": a, "precision": "fp32"}
+                         for i, (m, a) in enumerate([(0.001, 0.60), (0.001, 0.50), (0.06, 0.75), (0.06, 0.77)])])
+    sd = seed_sd(rows, "mini")
+    # two groups of two seeds: sqrt((50 + 2) / 2) pp; pooled as four seeds of one group it would be ~12 pp
+    assert sd.groups == 2 and sd.sd == pytest.approx(((50 + 2) / 2) ** 0.5)
