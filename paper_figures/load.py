@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from superconv.health import RULES_VERSION
 from superconv.results import METRIC_COLUMNS, RunDir, StoreError, read_metrics
 
 __all__ = ["FACTORS", "PROTOCOL_KEYS", "RUN_COLUMNS", "SUMMARY_COLUMNS", "SCALE_ORDER", "UNKNOWN_SCALE", "load_runs",
@@ -70,7 +71,8 @@ RUN_COLUMNS = RUN_LEVEL + ["precision"] + METRICS
 SUMMARY_KEYS = ["final_test_acc", "best_test_acc", "final_test_loss", "final_train_acc", "iterations_run", "images_seen",
                 "wall_s", "train_s", "images_per_s", "device", "precision", "git_sha", "command"]
 # health: the run's flags (superconv.health) as stored in its summary, comma-joined ("" = none raised); None for
-# a run stored before summaries had them (paper_figures.report.attach_health computes those from metrics.csv).
+# a run stored before summaries had them or under older rules (rules_version): paper_figures.verdicts.attach_health
+# computes those from metrics.csv with the current rules.
 SUMMARY_COLUMNS = RUN_LEVEL + list(PROTOCOL_KEYS) + SUMMARY_KEYS + ["health"]
 SCALE_ORDER = ("paper", "mini", "smoke")  # most faithful first; other names follow, sorted
 UNKNOWN_SCALE = "unknown"  # a run whose config names no scale
@@ -197,7 +199,8 @@ def load_summaries(results_dir: str | os.PathLike) -> pd.DataFrame:
         for k in SUMMARY_KEYS:
             row[k] = summary.get("iterations" if k == "iterations_run" else k)
         h = summary.get("health")
-        row["health"] = ",".join(str(f) for f in h.get("flags", [])) if isinstance(h, dict) else None
+        current = isinstance(h, dict) and h.get("rules_version", 1) >= RULES_VERSION
+        row["health"] = ",".join(str(f) for f in h.get("flags", [])) if current else None
         if "range_test" in summary:
             _flatten("range_test", summary["range_test"], row)
         rows.append(row)

@@ -421,7 +421,7 @@ def attach_health(summaries: pd.DataFrame, runs: pd.DataFrame | None) -> pd.Data
         if curve is None or r.get("status") not in ("completed", "diverged"):
             continue
         h = run_health.assess(_records(curve), run_health.num_classes_of(r.get("dataset")) or 10, r["status"],
-                              range_test=r.get("job_type") == "range_test")
+                              as_number(r.get("final_train_acc")), range_test=r.get("job_type") == "range_test")
         if not known:
             out.at[i, HEALTH_COL] = ",".join(h.flags)
             out.at[i, HEALTH_SRC_COL] = "computed from metrics.csv by the report"

@@ -18,6 +18,7 @@ from paper_figures.load import load_runs, load_summaries
 from paper_figures.claims import CLAIMS
 from paper_figures.report import render_report
 from paper_figures.verdicts import attach_health, judge_all
+from superconv.health import RULES_VERSION
 from superconv.results import METRIC_COLUMNS, RunDir
 
 BY_ID = {c.id: c for c in CLAIMS}
@@ -27,7 +28,7 @@ OLD_COLUMNS = [c for c in METRIC_COLUMNS if c != "lr_estimate"]
 def make_run(root: Path, experiment: str, name: str, *, schedule: str, seed: int = 0, n: int = 100,
              test_acc=lambda i: min(0.8, 0.1 + i / 100), train_acc=lambda i: min(0.9, 0.1 + i / 90),
              lr=lambda i: 0.1, estimate=None, health: list[str] | None = None, old: bool = False,
-             batch: int = 256) -> RunDir:
+             batch: int = 256, rules: int | None = None) -> RunDir:
     """A finished mini-like run: n iterations, evaluations every 10. `estimate(i)`: the lr_estimate column;
     `old`: a metrics.csv and summary from before the lr_estimate column and health existed."""
     rd = RunDir(root / experiment / name)
@@ -55,7 +56,8 @@ def make_run(root: Path, experiment: str, name: str, *, schedule: str, seed: int
                "images_seen": 256 * n, "wall_s": 1.0, "images_per_s": 300.0, "git_sha": "abc",
                "device": "cpu: test", "command": "x", "job_type": "train", "precision": "bf16"}
     if not old:
-        summary["health"] = {"flags": health or [], "why": {}, "not_judged": {}, "rules_version": 1}
+        summary["health"] = {"flags": health or [], "why": {}, "not_judged": {},
+                             "rules_version": RULES_VERSION if rules is None else rules}
     rd.write_summary(summary)
     rd.mark_done()
     return rd
@@ -104,6 +106,17 @@ def test_health_is_computed_for_old_runs_and_shown_beside_their_number(store):
     assert "`fig5b_lr_estimate/schedule=constant`: **still_improving**" in section
     # healthy runs are not named
     assert "batch=512,seed=0`" not in section
+
+
+def test_flags_stored_under_older_rules_are_recomputed(tmp_path):
+    root = tmp_path / "results"
+    make_run(root, "fig9a_batch", "old-rules", schedule="clr", health=["still_improving"], rules=RULES_VERSION - 1)
+    make_run(root, "fig9a_batch", "current", schedule="clr", health=["still_improving"])
+    summaries = load_summaries(root).set_index("run")
+    assert not isinstance(summaries.loc["old-rules", "health"], str)  # not taken: computed again
+    assert summaries.loc["current", "health"] == "still_improving"
+    out = attach_health(load_summaries(root), load_runs(root)).set_index("run")
+    assert out.loc["old-rules", "health"] == "" and out.loc["old-rules", "health/source"].startswith("computed")
 
 
 def test_attach_health_without_metrics_keeps_what_is_stored(store):

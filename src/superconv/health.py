@@ -54,8 +54,8 @@ __all__ = ["FLAGS", "CHANCE_MARGIN", "LAG_GAP", "LAG_MIN_EVALS", "LAG_MIN_SHARE"
            "rule_never_learns", "rule_still_improving", "rule_ends_below_peak", "rule_underfit", "tail_train_acc", "num_classes_of"]
 
 FLAGS = ("test_lags_train", "never_learns", "diverged", "still_improving", "ends_below_peak", "underfit")
-RULES_VERSION = 2  # stored with the flags: a later change of the rules can tell old verdicts apart (2: underfit,
-#   ends_below_peak, lagging evaluations counted in total as well as in their longest stretch)
+RULES_VERSION = 3  # stored with the flags: the report recomputes flags stored under older rules (2: underfit;
+#   3: ends_below_peak, lagging evaluations counted in total as well as in their longest stretch)
 
 CHANCE_MARGIN = 0.10  # "near chance": test accuracy <= 1/C + 0.10 (CIFAR-10: 20%)
 LAG_GAP = 0.20  # training accuracy >= test accuracy + 0.20 (20 percentage points)
