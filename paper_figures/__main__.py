@@ -22,13 +22,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import curve_figures, lr_estimate_figure, range_figures, schedule_figure, style
+from . import curve_figures, frontier, lr_estimate_figure, range_figures, schedule_figure, style
 from .caffe_log import read_reference_dir
 from .load import load_runs, load_summaries
 from .readme_table import ReadmeError, check_readme, update_readme
 from .report import build_report
 
-FIGURE_MODULES = (curve_figures, range_figures, schedule_figure, lr_estimate_figure)
+FIGURE_MODULES = (frontier, curve_figures, range_figures, schedule_figure, lr_estimate_figure)
 ROOT = Path(__file__).resolve().parents[1]  # the repository: README.md and results/ are here
 
 

@@ -37,6 +37,7 @@ import pandas as pd
 
 from superconv.atomic import write_if_changed
 
+from . import frontier
 from .caffe_log import CaffeLog
 from .claims import Claim
 from .judging import NOT_TESTABLE, comparison_noise
@@ -45,9 +46,10 @@ from .verdicts import (MAX_LR_COL, PEAK_LR_COL, SHARE_COL, Verdict, as_number, a
                        claim_pool, counted_runs, fmt_value, judge_all, pct_text, range_runs, ref_for,
                        same_value, scale_sds, select_runs, side_of)
 
-__all__ = ["BEGIN", "END", "HEADER", "ReadmeError", "check_readme", "render_table", "splice", "update_readme"]
+__all__ = ["BEGIN", "END", "FRONTIER_BEGIN", "FRONTIER_END", "splice_frontier", "HEADER", "ReadmeError", "check_readme", "render_table", "splice", "update_readme"]
 
 BEGIN, END = "<!-- results-table:begin", "<!-- results-table:end -->"
+FRONTIER_BEGIN, FRONTIER_END = "<!-- frontier-table:begin", "<!-- frontier-table:end -->"
 HEADER = ("| claim | scale | ours (mean ± sd, n; protocol) | paper | verdict |", "|---|---|---|---|---|")
 KINDS = ("better", "not_better", "range")  # the claims judged from numbers (the others have no verdict to show)
 
@@ -227,27 +229,37 @@ def render_table(summaries: pd.DataFrame, verdicts: Sequence[tuple[Claim, Verdic
 
 
 # ------------------------------------------------------------------------------ the README
-def splice(text: str, block: str, name: str = "README.md") -> str:
-    """`text` with everything between the line holding BEGIN and the END marker replaced by `block`; the
+def splice(text: str, block: str, name: str = "README.md", begin: str = BEGIN, end: str = END) -> str:
+    """`text` with everything between the line holding `begin` and the `end` marker replaced by `block`; the
     marker lines and all outside them unchanged. ReadmeError (one line, naming `name` and the marker) when a
     marker is missing or repeated."""
-    for marker in (BEGIN, END):
+    what = "the results table" if begin == BEGIN else "the frontier table"
+    for marker in (begin, end):
         n = text.count(marker)
         if n != 1:
-            shown = f"{BEGIN} ... -->" if marker == BEGIN else END
+            shown = f"{begin} ... -->" if marker == begin else end
             raise ReadmeError(f"{name}: {'no' if n == 0 else f'{n} copies of the'} marker '{shown}' "
-                              f"(the results table goes between '{BEGIN} ... -->' and '{END}'); nothing written")
-    start = text.index(BEGIN)
+                              f"({what} goes between '{begin} ... -->' and '{end}'); nothing written")
+    start = text.index(begin)
     line_end = text.find("\n", start)
-    end = text.index(END)
-    if line_end < 0 or end <= line_end:
-        raise ReadmeError(f"{name}: marker '{END}' must follow the line of '{BEGIN} ... -->'; nothing written")
-    return text[:line_end + 1] + block + text[end:]
+    stop = text.index(end)
+    if line_end < 0 or stop <= line_end:
+        raise ReadmeError(f"{name}: marker '{end}' must follow the line of '{begin} ... -->'; nothing written")
+    return text[:line_end + 1] + block + text[stop:]
+
+
+def splice_frontier(text: str, block: str, name: str = "README.md") -> str:
+    """The frontier block (`paper_figures.frontier.readme_block`) spliced in where the README has its markers;
+    a README with neither marker is left as it is (a fork's README need not show the frontier)."""
+    if FRONTIER_BEGIN not in text and FRONTIER_END not in text:
+        return text
+    return splice(text, block, name, FRONTIER_BEGIN, FRONTIER_END)
 
 
 def check_readme(readme: Path) -> None:
     """ReadmeError (or FileNotFoundError) now, before any work, when `readme` has no place for the table."""
-    splice(Path(readme).read_bytes().decode("utf-8"), "", str(readme))
+    text = Path(readme).read_bytes().decode("utf-8")
+    splice_frontier(splice(text, "", str(readme)), "", str(readme))
 
 
 def update_readme(readme: Path, summaries: pd.DataFrame, runs: pd.DataFrame | None,
@@ -260,7 +272,8 @@ def update_readme(readme: Path, summaries: pd.DataFrame, runs: pd.DataFrame | No
     link = Path(os.path.relpath(Path(report).resolve(), readme.resolve().parent)).as_posix()
     block = render_table(summaries, verdicts, reference, link)
     old = readme.read_bytes()  # read right before writing: others edit the rest of the file
-    new = splice(old.decode("utf-8"), block, str(readme)).encode("utf-8")
+    text = splice(old.decode("utf-8"), block, str(readme))
+    new = splice_frontier(text, frontier.readme_block(summaries, runs), str(readme)).encode("utf-8")
     if new == old:
         return False
     write_if_changed(readme, new)

@@ -94,8 +94,12 @@ LR_ESTIMATE = (
 )
 
 
+# Drawn against budget, not iteration (paper_figures.frontier): the accuracy-versus-budget study.
+BUDGET_EXPERIMENTS = ("frontier",)
+
+
 def known_experiments() -> set[str]:
-    return {e for spec in CURVES + RANGE + LR_ESTIMATE for e in spec.experiments}
+    return {e for spec in CURVES + RANGE + LR_ESTIMATE for e in spec.experiments} | set(BUDGET_EXPERIMENTS)
 
 
 def other_experiments(present: set[str]) -> list[str]:

@@ -40,7 +40,7 @@ import pandas as pd
 from superconv import health as run_health
 from superconv.atomic import write_if_changed
 
-from . import author_health
+from . import author_health, frontier
 from .caffe_log import CaffeLog
 from .claims import BUDGET, CLAIMS, Claim
 from .judging import (HIGH_SHARE, INCONCLUSIVE, INDICATIVE, MIN_N, NOT_RUN, NOT_TESTABLE, STILL_RISING, TAIL,
@@ -493,6 +493,7 @@ def render_report(summaries: pd.DataFrame, reference: Mapping[str, CaffeLog] | N
     out += ["", "## Summary", "", "| claim | paper artifact | verdict |", "|---|---|---|"]
     out += [f"| [{c.id}](#{c.id}) | {cell_text(c.artifact)} | {_summary_cell(c, v, summaries, several)} |"
             for c, v in verdicts]
+    out += ["", "## The frontier", ""] + frontier.report_section(summaries, runs)
     out += ["", "## Scales", "", "What each scale ran, read from its runs' config.yaml and summary.json (epochs = "
             "iterations x batch / training images of the subset), and the seed sd its comparisons use as noise:", ""]
     out += _scale_lines(summaries)

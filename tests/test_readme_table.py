@@ -171,3 +171,13 @@ def test_every_judged_claim_has_a_headline():
     for c in CLAIMS:
         assert c.headline and len(c.headline) <= 60 and "|" not in c.headline, c.id
     assert {c.kind for c in CLAIMS} >= set(KINDS)
+
+
+def test_the_frontier_block_is_spliced_where_its_markers_are(tmp_path):
+    from paper_figures.readme_table import FRONTIER_BEGIN, FRONTIER_END, splice_frontier
+
+    text = f"intro\n{FRONTIER_BEGIN} (generated) -->\nold\n{FRONTIER_END}\nrest\n"
+    assert splice_frontier(text, "new\n") == f"intro\n{FRONTIER_BEGIN} (generated) -->\nnew\n{FRONTIER_END}\nrest\n"
+    assert splice_frontier("no markers\n", "new\n") == "no markers\n"  # a README without the block keeps none
+    with pytest.raises(ReadmeError, match="frontier table"):
+        splice_frontier(f"{FRONTIER_BEGIN} -->\nno end\n", "new\n")

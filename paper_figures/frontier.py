@@ -1,0 +1,279 @@
+"""The accuracy-versus-budget frontier: final accuracy against training budget for CLR, 1cycle and PC-LR, the
+speedup factor of the cyclic schedules over PC-LR, and the paper's budget claims judged at converged lengths.
+
+The paper's central claim is about budget ("CLR reaches PC-LR's accuracy with ~8x fewer iterations"). One
+budget pair answers it with a yes or no that flips with the pair chosen; the frontier is the quantity behind it.
+Read from the `frontier` experiment's runs (experiments/suites.py FRONTIER: ResNet-20, batch 1000, a budget
+ladder per schedule and training-set fraction):
+
+- **Frontier** (`frontier_table`): per fraction, schedule and budget (iterations of batch 1000), the mean and sd
+  of the final test accuracy over seeds, and the mean final training accuracy with its source.
+- **Speedup factor** (`speedups`): at each CLR and 1cycle budget B, the PC-LR budget b* whose accuracy,
+  interpolated linearly on log-budget between the two ladder points around it, equals the cyclic run's mean
+  accuracy; the factor is b* / B. The PC-LR curve is crossed at its first rung at or above the target. Outside
+  the ladder the factor is a bound: "< b_min / B" when PC-LR's smallest budget already reaches the target,
+  "> b_max / B" when its largest does not. The interval pairs every seed of the cyclic run with every PC-LR
+  seed's own curve; n = the seeds on each side.
+- **Claims at converged lengths** (`converged_claims`): Table 1's 10k-image row is the first CLR budget whose
+  runs converged (mean final training accuracy >= superconv.health.UNDERFIT_BELOW) against PC-LR at 8x that
+  budget; Fig 1a is the same on the full training set. Judged with the report's own rule
+  (`paper_figures.judging.compare`) and the seed sd of the frontier runs as noise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from superconv.health import UNDERFIT_BELOW
+
+from . import style
+from .judging import NOT_RUN, NOT_TESTABLE, Side, compare, fit_text, seed_sd
+from .verdicts import TRAIN_ACC_COL, TRAIN_SRC_COL, attach_fit, finished_runs
+
+__all__ = ["EXPERIMENT", "SCHEDULES", "Factor", "frontier_table", "crossing", "speedups", "converged_claims",
+           "draw", "report_section", "readme_block"]
+
+EXPERIMENT = "frontier"
+SCHEDULES = {"clr": "CLR", "one_cycle": "1cycle", "multistep": "PC-LR"}  # schedule.name -> label
+BASELINE = "multistep"
+BUDGET_RATIO = 8  # the paper's: CLR 10k iterations against PC-LR 80k
+FRACTIONS = {0.2: ("Table 1, 10k images", "table1_fraction"), 1.0: ("Fig 1a, full training set", "fig1a_clr_vs_pclr")}
+
+
+def frontier_runs(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The finished training runs of the frontier experiment, with their training accuracy (`attach_fit`)."""
+    if summaries.empty or "experiment" not in summaries:
+        return summaries.iloc[0:0]
+    rows = summaries[summaries["experiment"] == EXPERIMENT]
+    if TRAIN_ACC_COL not in rows:
+        rows = attach_fit(rows, runs)
+    return finished_runs(rows)
+
+
+def frontier_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per fraction x schedule x budget: n, test mean / sd (fractions), train mean, its source."""
+    cols = ["fraction", "schedule", "iterations", "images", "n", "test_mean", "test_sd", "train_mean", "train_source"]
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    out = []
+    for (fraction, schedule, it), g in rows.groupby(["fraction", "schedule", "iterations"], sort=True):
+        test = g["final_test_acc"].astype(float)
+        train = pd.to_numeric(g[TRAIN_ACC_COL], errors="coerce").dropna()
+        out.append({"fraction": float(fraction), "schedule": schedule, "iterations": int(it),
+                    "images": int(it) * int(g["batch_size"].iloc[0]), "n": len(test), "test_mean": test.mean(),
+                    "test_sd": test.std(ddof=1) if len(test) > 1 else float("nan"),
+                    "train_mean": train.mean() if len(train) else float("nan"),
+                    "train_source": ", ".join(sorted(set(g[TRAIN_SRC_COL].dropna().astype(str))))})
+    return pd.DataFrame(out, columns=cols)
+
+
+@dataclass(frozen=True)
+class Factor:
+    """A speedup factor: `value` with `kind` "=" (interpolated), "<" or ">" (a bound: outside the ladder)."""
+
+    value: float
+    kind: str = "="
+
+    def text(self) -> str:
+        return f"{self.value:.2g}x" if self.kind == "=" else f"{self.kind} {self.value:.2g}x"
+
+
+def crossing(budgets, accs, target: float) -> Factor:
+    """The budget at which a frontier (`budgets` ascending, `accs` its accuracies) first reaches `target`,
+    interpolated linearly on log-budget; a bound (Factor kind "<" / ">") outside the ladder. Not divided by B."""
+    b, a = np.asarray(budgets, float), np.asarray(accs, float)
+    if len(b) == 0:
+        raise ValueError("an empty frontier has no crossing")
+    hit = np.nonzero(a >= target)[0]
+    if len(hit) == 0:
+        return Factor(float(b[-1]), ">")
+    i = int(hit[0])
+    if math.isclose(a[i], target, rel_tol=0.0, abs_tol=1e-12):  # on a rung: its budget (no rounding error)
+        return Factor(float(b[i]))
+    if i == 0:
+        return Factor(float(b[0]), "<") if a[0] > target else Factor(float(b[0]))
+    lo, hi = math.log(b[i - 1]), math.log(b[i])
+    t = (target - a[i - 1]) / (a[i] - a[i - 1])
+    return Factor(math.exp(lo + t * (hi - lo)))
+
+
+def _per_seed(rows: pd.DataFrame) -> dict[int, pd.Series]:
+    """seed -> that seed's accuracy per budget (a PC-LR curve of one seed)."""
+    return {int(s): g.groupby("iterations")["final_test_acc"].mean().sort_index() for s, g in rows.groupby("seed")}
+
+
+def speedups(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per fraction and cyclic schedule, at each of its budgets B: the speedup factor over PC-LR (b* / B) with its
+    interval from the seeds (see the module docstring)."""
+    cols = ["fraction", "schedule", "iterations", "n", "n_baseline", "accuracy", "factor", "low", "high"]
+    out = []
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    for fraction, part in rows.groupby("fraction", sort=True):
+        base = part[part["schedule"] == BASELINE]
+        if base.empty:
+            continue
+        mean_curve = base.groupby("iterations")["final_test_acc"].mean().sort_index()
+        seed_curves = _per_seed(base)
+        for schedule in [s for s in SCHEDULES if s != BASELINE]:
+            mine = part[part["schedule"] == schedule]
+            for it, g in mine.groupby("iterations", sort=True):
+                accs = g["final_test_acc"].astype(float).tolist()
+                f = crossing(mean_curve.index, mean_curve.values, float(np.mean(accs)))
+                each = [crossing(c.index, c.values, a) for a in accs for c in seed_curves.values()]
+                low = min(each, key=lambda x: (x.value, x.kind != "<"))
+                high = max(each, key=lambda x: (x.value, x.kind == ">"))
+                out.append({"fraction": float(fraction), "schedule": schedule, "iterations": int(it), "n": len(accs),
+                            "n_baseline": len(seed_curves), "accuracy": float(np.mean(accs)),
+                            "factor": Factor(f.value / it, f.kind), "low": Factor(low.value / it, low.kind),
+                            "high": Factor(high.value / it, high.kind)})
+    return pd.DataFrame(out, columns=cols)
+
+
+def _side(label: str, rows: pd.DataFrame) -> Side:
+    return Side(label, tuple(100 * rows["final_test_acc"].astype(float)), 0)
+
+
+def converged_claims(rows: pd.DataFrame) -> list[tuple[str, str, str, str]]:
+    """(claim, claim id, label, detail) of Table 1's 10k row and Fig 1a at converged lengths: the first CLR budget
+    whose runs converged against PC-LR at 8x it (module docstring)."""
+    sd = seed_sd(rows.assign(job_type="train"), "frontier") if not rows.empty else None
+    out = []
+    for fraction, (name, cid) in FRACTIONS.items():
+        part = rows[np.isclose(rows["fraction"].astype(float), fraction)] if not rows.empty else rows
+        clr = part[part["schedule"] == "clr"] if not part.empty else part
+        if clr.empty:
+            out.append((name, cid, NOT_RUN, "no finished CLR run at this fraction"))
+            continue
+        fits = clr.groupby("iterations")[TRAIN_ACC_COL].mean().sort_index()
+        ok = fits[fits >= UNDERFIT_BELOW]
+        if ok.empty:
+            best = int(fits.idxmax())
+            acc = clr[clr["iterations"] == best]
+            out.append((name, cid, NOT_TESTABLE,
+                        f"underfit at every CLR budget run (largest training accuracy: "
+                        f"{fit_text(acc[TRAIN_ACC_COL].tolist(), acc[TRAIN_SRC_COL].dropna().tolist())} at {best} "
+                        f"iterations; a converged run reaches {UNDERFIT_BELOW:.0%})"))
+            continue
+        b = int(ok.index[0])
+        a = clr[clr["iterations"] == b]
+        pc = part[(part["schedule"] == BASELINE) & (part["iterations"] == BUDGET_RATIO * b)]
+        where = f"CLR {b} iterations (first converged budget) vs PC-LR {BUDGET_RATIO * b}"
+        if pc.empty:
+            out.append((name, cid, NOT_RUN, f"{where}: no finished PC-LR run at {BUDGET_RATIO * b} iterations yet"))
+            continue
+        label, detail = compare(_side("CLR", a), _side("PC-LR", pc), better=True, scale_sd=sd)
+        out.append((name, cid, label, f"{where}: {detail}"))
+    return out
+
+
+# ------------------------------------------------------------------------------ figure
+def draw(runs: pd.DataFrame, summaries: pd.DataFrame, out_dir: Path, reference=None) -> list[Path]:
+    """frontier.png/.pdf: final test accuracy (solid, band = seed range) and training accuracy (thin) against
+    training images (log axis), one colour per schedule, one panel per training-set fraction; frontier.csv."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    rows = frontier_runs(summaries, runs)
+    table = frontier_table(rows)
+    fractions = sorted(table["fraction"].unique()) or [0.2, 1.0]
+    fig, axes = plt.subplots(1, len(fractions), figsize=(5.0 * len(fractions), 3.8), squeeze=False, sharey=True)
+    colours = dict(zip(SCHEDULES, sns.color_palette(n_colors=len(SCHEDULES))))
+    for ax, fraction in zip(axes[0], fractions):
+        part = rows[np.isclose(rows["fraction"].astype(float), fraction)] if not rows.empty else rows
+        for schedule, label in SCHEDULES.items():
+            g = part[part["schedule"] == schedule] if not part.empty else part
+            if g.empty:
+                continue
+            g = g.assign(images=g["iterations"] * g["batch_size"])
+            stats = g.groupby("images").agg(test=("final_test_acc", "mean"), lo=("final_test_acc", "min"),
+                                            hi=("final_test_acc", "max"), train=(TRAIN_ACC_COL, "mean"),
+                                            n=("final_test_acc", "count")).sort_index()
+            x = stats.index.to_numpy(float)
+            ax.plot(x, stats["test"], "-o", color=colours[schedule], markersize=3,
+                    label=f"{label} test")
+            ax.fill_between(x, stats["lo"], stats["hi"], color=colours[schedule], alpha=0.2, linewidth=0)
+            ax.plot(x, stats["train"], "-", color=colours[schedule], linewidth=0.7, alpha=0.8,
+                    label=f"{label} train")
+        ax.axhline(UNDERFIT_BELOW, color="grey", linewidth=0.6, linestyle=":")
+        ax.set_xscale("log")
+        ax.set_xlabel("training images (iterations x batch 1000)")
+        ax.set_title(f"fraction {fraction:g} ({int(round(50_000 * fraction)):,} training images)")
+        if part.empty:
+            ax.text(0.5, 0.5, "no finished run yet", ha="center", va="center", transform=ax.transAxes)
+    axes[0][0].set_ylabel("final accuracy")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:
+        h, lab = ax.get_legend_handles_labels()
+        handles += [x for x, y in zip(h, lab) if y not in labels]
+        labels += [y for y in lab if y not in labels]
+    if handles:
+        axes[0][-1].legend(handles, labels, fontsize="x-small", loc="lower right")
+    fig.suptitle("Accuracy against training budget (ResNet-20, batch 1000; bands: seed range; "
+                 f"dotted: {UNDERFIT_BELOW:.0%} training accuracy)", fontsize="small")
+    written = style.save(fig, out_dir / "frontier")
+    written.append(style.write_table(table, out_dir / "frontier.csv"))
+    return written
+
+
+# ------------------------------------------------------------------------------ text
+def _pct(x) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * float(x):.2f}"
+
+
+def speedup_table(rows: pd.DataFrame) -> list[str]:
+    sp = speedups(rows)
+    if sp.empty:
+        return ["No speedup factor yet: it needs finished runs of a cyclic schedule and of PC-LR at one fraction."]
+    lines = ["| fraction | schedule | budget (iterations) | its accuracy % (n) | PC-LR budget to match it | "
+             "interval (seeds x PC-LR seeds) |", "|---|---|---|---|---|---|"]
+    for _, r in sp.iterrows():
+        lines.append(f"| {r['fraction']:g} | {SCHEDULES[r['schedule']]} | {r['iterations']} | "
+                     f"{_pct(r['accuracy'])} (n={r['n']}) | **{r['factor'].text()}** | "
+                     f"{r['low'].text()} to {r['high'].text()} (n = {r['n']} x {r['n_baseline']}) |")
+    return lines
+
+
+def frontier_lines(rows: pd.DataFrame) -> list[str]:
+    table = frontier_table(rows)
+    if table.empty:
+        return ["No finished frontier run yet (`make plan SCALE=frontier` lists them)."]
+    lines = ["| fraction | schedule | budget (iterations) | epochs | test % (mean ± sd, n) | train % (source) |",
+             "|---|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        sd = "" if math.isnan(r["test_sd"]) else f" ± {100 * r['test_sd']:.2f}"
+        flag = " **underfit**" if r["train_mean"] < UNDERFIT_BELOW else ""
+        seeds = f"n={r['n']}" + (", 1 seed" if r["n"] == 1 else "")
+        lines.append(f"| {r['fraction']:g} | {SCHEDULES.get(r['schedule'], r['schedule'])} | {r['iterations']} | "
+                     f"{r['images'] / (50_000 * r['fraction']):g} | {_pct(r['test_mean'])}{sd} ({seeds}) | "
+                     f"{_pct(r['train_mean'])} ({r['train_source'] or '-'}){flag} |")
+    return lines
+
+
+def report_section(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) -> list[str]:
+    """The REPORT's frontier section: rules, the speedup factors, the converged claims and the frontier table."""
+    rows = frontier_runs(summaries, runs)
+    lines = [__doc__.split("\n\n", 1)[1].split("\n\n")[0].replace("\n", " "), "",
+             "Speedup factor of each cyclic budget over PC-LR (PC-LR budget / cyclic budget at equal final test "
+             "accuracy):", ""]
+    lines += speedup_table(rows)
+    lines += ["", "The paper's budget claims at converged lengths:", ""]
+    lines += [f"- **{name}** (`{cid}`): **{label}**: {detail}" for name, cid, label, detail in converged_claims(rows)]
+    lines += ["", "Every frontier point (figure `frontier`):", ""] + frontier_lines(rows)
+    return lines
+
+
+def readme_block(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) -> str:
+    """README.md's frontier block: the speedup factors and the converged claims, generated."""
+    rows = frontier_runs(summaries, runs)
+    lines = speedup_table(rows) + [""]
+    lines += [f"- {name}: **{label}**: {detail}" for name, _, label, detail in converged_claims(rows)]
+    done = len(rows)
+    lines += ["", f"From {done} finished frontier run{'s' if done != 1 else ''} "
+                  "([REPORT](paper_figures/REPORT.md#the-frontier) has every point)."]
+    return "\n".join(lines) + "\n"
