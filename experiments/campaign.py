@@ -35,6 +35,7 @@ import time
 _T0 = time.monotonic()  # the budget counts from here: before the imports and the planning
 
 import argparse  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
@@ -53,7 +54,7 @@ CONCURRENCY_RECORD = ROOT / "results" / "bench" / "concurrency.jsonl"
 CARRY_MARKER = ".gitignore"
 CARRY_TEXT = ("# experiments.campaign: this run is unfinished; its checkpoint is committed so that the next GPU\n"
               "# window resumes it. Removed with the checkpoint when the run finishes.\n!/checkpoint.pt\n")
-ENTRY_KEYS = {"experiment", "overrides", "sweep", "why", "name"}
+ENTRY_KEYS = {"experiment", "overrides", "sweep", "why", "name", "suite"}
 KILL_RESERVE_S = 3.0  # a run still alive this long before the budget's end is killed
 POLL_S = 0.1
 
@@ -110,6 +111,28 @@ class Attempt:
 # ---------------------------------------------------------------- the list
 
 
+def suite_entries(raw: dict, position: int, where: str) -> list[Entry]:
+    """`suite: <scale>` (with `why`): every run of that scale's suite (experiments.suites), in the suite's order,
+    one entry each with every sweep key pinned (`scale=<scale>` first), at this position of the list."""
+    from .suites import SCALES, suite
+
+    scale = raw["suite"]
+    if scale not in SCALES or scale in ("smoke", "paper"):
+        raise CampaignError(f"{where}: suite must be one of mini, frontier (a curated suite), not {scale!r}")
+    if set(raw) - {"suite", "why"}:
+        raise CampaignError(f"{where}: a suite entry takes only suite and why")
+    if not isinstance(raw.get("why"), str) or not raw["why"].strip():
+        raise CampaignError(f"{where} (suite {scale}): needs a `why` (the reason for its place in the list)")
+    out = []
+    for job in suite(scale):
+        keys = [o.split("=", 1) for o in job.overrides]
+        for values in itertools.product(*(v.split(",") for _, v in keys)):
+            pinned = tuple(f"{k}={v}" for (k, _), v in zip(keys, values))
+            out.append(Entry(position, job.experiment, (f"scale={scale}", *pinned), False,
+                             " ".join(raw["why"].split()), None))
+    return out
+
+
 def load_list(path: Path) -> list[Entry]:
     """The entries of a priority list (YAML: a list of mappings); every problem is a CampaignError."""
     import yaml
@@ -133,6 +156,9 @@ def load_list(path: Path) -> list[Entry]:
         unknown = sorted(set(raw) - ENTRY_KEYS)
         if unknown:
             raise CampaignError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(ENTRY_KEYS))}")
+        if "suite" in raw:
+            entries += suite_entries(raw, i, where)
+            continue
         exp = raw.get("experiment")
         if exp not in known:
             raise CampaignError(f"{where}: unknown experiment {exp!r} (conf/experiment/ has {len(known)})")

@@ -227,6 +227,12 @@ def test_the_paper_list_plans_one_run_per_entry_in_reproduces_directories(tmp_pa
     directories are those `make reproduce SCALE=paper` gives (checked against Hydra's own dry run)."""
     runs = campaign.plan(campaign.load_list(campaign.PRIORITIES), tmp_path, [])
     assert len({r.id for r in runs}) == len(runs) >= 60
+    # the frontier study comes first, run for run as `make reproduce SCALE=frontier` lays it out
+    from experiments.plan import plan as suite_plan
+
+    study = [Path(r["run_dir"]).relative_to("results").as_posix() for r in suite_plan("frontier")]
+    assert [r.id for r in runs[:len(study)]] == study
+    runs = runs[len(study):]
     assert [r.id for r in runs[:4]] == ["fig1a/protocol=clr", "fig1a/protocol=clr,train.precision=fp32,train.tf32=True",
                                         "fig1a/protocol=pclr", "fig1a/protocol=clr,seed=1"]
     assert all(r.status == "todo" for r in runs)
@@ -362,3 +368,17 @@ def test_a_windows_results_come_back_and_merge(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="refusing"):
         window.unpack(tmp_path / "evil.tar.gz", repo)
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_a_suite_entry_must_name_a_curated_suite_and_say_why(tmp_path):
+    listing = tmp_path / "list.yaml"
+    for text, needle in (("- suite: paper\n  why: x\n", "suite must be one of mini, frontier"),
+                         ("- suite: frontier\n", "needs a `why`"),
+                         ("- suite: frontier\n  why: x\n  overrides: [seed=1]\n", "takes only suite and why")):
+        listing.write_text(text)
+        with pytest.raises(campaign.CampaignError, match=needle):
+            campaign.load_list(listing)
+    listing.write_text("- suite: mini\n  why: the mini study\n")
+    entries = campaign.load_list(listing)
+    assert entries[0].overrides == ("scale=mini", "data.fraction=0.2", "seed=0") and not entries[0].sweep
+    assert entries[1].overrides == ("scale=mini", "data.fraction=0.2", "seed=1")
