@@ -233,34 +233,19 @@ def assess(rows: Sequence[Mapping], num_classes: int, status: str = "completed",
     """Every flag of one run (see the module docstring). `final_train_acc`: the full-pass training accuracy of a
     training run (None: not measured, `underfit` not judged); `range_test`: an LR range test (`ends_below_peak`
     not judged)."""
+    outcomes = {  # flag -> (flagged: True / False / None = not judged, why)
+        "test_lags_train": rule_test_lags_train(rows, num_classes),
+        "never_learns": rule_never_learns(rows, num_classes),
+        "diverged": (status == "diverged", "the run stopped at a non-finite training loss"),
+        "still_improving": rule_still_improving(rows),
+        "ends_below_peak": (None, "a range test ends at its largest LR") if range_test else rule_ends_below_peak(rows),
+        "underfit": rule_underfit(final_train_acc),
+    }
     flags, why, not_judged = [], {}, {}
-    hit, text = rule_test_lags_train(rows, num_classes)
-    if hit:
-        flags.append("test_lags_train")
-        why["test_lags_train"] = text
-    hit, text = rule_never_learns(rows, num_classes)
-    if hit:
-        flags.append("never_learns")
-        why["never_learns"] = text
-    if status == "diverged":
-        flags.append("diverged")
-        why["diverged"] = "the run stopped at a non-finite training loss"
-    hit, text = rule_still_improving(rows)
-    if hit is None:
-        not_judged["still_improving"] = text
-    elif hit:
-        flags.append("still_improving")
-        why["still_improving"] = text
-    hit, text = (None, "a range test ends at its largest LR") if range_test else rule_ends_below_peak(rows)
-    if hit is None:
-        not_judged["ends_below_peak"] = text
-    elif hit:
-        flags.append("ends_below_peak")
-        why["ends_below_peak"] = text
-    hit, text = rule_underfit(final_train_acc)
-    if hit is None:
-        not_judged["underfit"] = text
-    elif hit:
-        flags.append("underfit")
-        why["underfit"] = text
+    for flag, (hit, text) in outcomes.items():
+        if hit is None:
+            not_judged[flag] = text
+        elif hit:
+            flags.append(flag)
+            why[flag] = text
     return Health(tuple(flags), why, not_judged)
