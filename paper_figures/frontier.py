@@ -181,7 +181,7 @@ def draw(runs: pd.DataFrame, summaries: pd.DataFrame, out_dir: Path, reference=N
 
     rows = frontier_runs(summaries, runs)
     table = frontier_table(rows)
-    fractions = sorted(table["fraction"].unique()) or [0.2, 1.0]
+    fractions = sorted(set(table["fraction"].astype(float)) | set(FRACTIONS))  # the study's panels, run or not
     fig, axes = plt.subplots(1, len(fractions), figsize=(5.0 * len(fractions), 3.8), squeeze=False, sharey=True)
     colours = dict(zip(SCHEDULES, sns.color_palette(n_colors=len(SCHEDULES))))
     for ax, fraction in zip(axes[0], fractions):
@@ -198,10 +198,11 @@ def draw(runs: pd.DataFrame, summaries: pd.DataFrame, out_dir: Path, reference=N
             ax.plot(x, stats["test"], "-o", color=colours[schedule], markersize=3,
                     label=f"{label} test")
             ax.fill_between(x, stats["lo"], stats["hi"], color=colours[schedule], alpha=0.2, linewidth=0)
-            ax.plot(x, stats["train"], "-", color=colours[schedule], linewidth=0.7, alpha=0.8,
+            ax.plot(x, stats["train"], "-x", color=colours[schedule], linewidth=0.7, markersize=3, alpha=0.8,
                     label=f"{label} train")
         ax.axhline(UNDERFIT_BELOW, color="grey", linewidth=0.6, linestyle=":")
         ax.set_xscale("log")
+        ax.set_ylim(0.0, 1.02)
         ax.set_xlabel("training images (iterations x batch 1000)")
         ax.set_title(f"fraction {fraction:g} ({int(round(50_000 * fraction)):,} training images)")
         if part.empty:
