@@ -302,3 +302,88 @@ def test_unknown_name_lists_allowed():
     with pytest.raises(ValueError, match="schedule.name") as e:
         build_schedule({"name": "cosine"}, 10, 0.9)
     assert all(n in str(e.value) for n in NAMES)
+
+
+# ------------------------------------------------------------------- the schedules as torch schedulers
+from superconv import schedulers  # noqa: E402
+
+
+def run_trace(make_scheduler, total, key="momentum"):
+    """(lr, momentum) before each of `total` steps, with the scheduler stepped after each (torch_trace's loop)."""
+    return torch_trace(make_scheduler, total, key=key)
+
+
+SCHEDULER_CASES = [
+    # (our scheduler, the project's schedule config, torch's equivalent or None)
+    (lambda o, n: schedulers.CLR(o, 0.1, 3.0, n),
+     {**CLR}, lambda o, n: torch.optim.lr_scheduler.CyclicLR(o, 0.1, 3.0, step_size_up=n // 2, cycle_momentum=False)),
+    (lambda o, n: schedulers.CLR(o, 0.1, 3.0, n, cycle_momentum=True),
+     {**CLR, "cycle_momentum": True, "max_momentum": 0.95, "base_momentum": 0.85},
+     lambda o, n: torch.optim.lr_scheduler.CyclicLR(o, 0.1, 3.0, step_size_up=n // 2, base_momentum=0.85,
+                                                    max_momentum=0.95)),
+    (lambda o, n: schedulers.OneCycle(o, 3.0, n),  # 1cycle with annihilation: conf/schedule/one_cycle.yaml
+     {**ONE, "three_phase": True, "anneal": "linear"},
+     lambda o, n: torch.optim.lr_scheduler.OneCycleLR(o, 3.0, total_steps=n, three_phase=True,
+                                                      anneal_strategy="linear")),
+    (lambda o, n: schedulers.OneCycle(o, 3.0, n, min_lr=0.1, pct_start=0.45, final_div=100),  # protocol=one_cycle
+     {**ONE, "three_phase": True, "anneal": "linear", "min_lr": 0.1, "pct_start": 0.45, "final_div": 100},
+     lambda o, n: torch.optim.lr_scheduler.OneCycleLR(o, 3.0, total_steps=n, three_phase=True, pct_start=0.45,
+                                                      anneal_strategy="linear", div_factor=30, final_div_factor=100)),
+    (lambda o, n: schedulers.OneCycle(o, 2.0, n, three_phase=False, anneal="cos"),  # torch's default
+     {**ONE, "max_lr": 2.0}, lambda o, n: torch.optim.lr_scheduler.OneCycleLR(o, 2.0, total_steps=n)),
+    (lambda o, n: schedulers.FastaiOneCycle(o, 1.0, n),
+     {"name": "fastai", "max_lr": 1.0, "cycle_momentum": True},
+     lambda o, n: torch.optim.lr_scheduler.OneCycleLR(o, 1.0, total_steps=n, pct_start=0.25, div_factor=25,
+                                                      final_div_factor=4000)),
+    (lambda o, n: schedulers.RangeTestLR(o, 1e-7, 10.0, n, mode="exp"),
+     {"name": "range_test", "min_lr": 1e-7, "max_lr": 10.0, "mode": "exp"}, None),
+    (lambda o, n: schedulers.RangeTestLR(o, 0.0, 3.0, n),
+     {"name": "range_test", "min_lr": 0.0, "max_lr": 3.0, "mode": "linear"}, None),
+]
+
+
+@pytest.mark.parametrize("case", range(len(SCHEDULER_CASES)))
+@pytest.mark.parametrize("key", ["momentum", "betas"])
+def test_schedulers_equal_the_schedules_and_torch_over_a_run(case, key):
+    ours_sched, cfg, torch_sched = SCHEDULER_CASES[case]
+    total = 1000
+    s = build_schedule(cfg, total, 0.9)
+    lrs, moms = run_trace(lambda o: ours_sched(o, total), total, key=key)
+    assert lrs == [s.lr(i) for i in range(total)]  # the function the training loop evaluates, bit for bit
+    if cfg.get("cycle_momentum"):
+        assert moms == [s.momentum(i) for i in range(total)]
+    else:
+        assert set(moms) == {0.9}  # the optimizer's own momentum, untouched
+    if torch_sched is not None:
+        t_lr, t_m = torch_trace(lambda o: torch_sched(o, total), total, key=key)
+        assert_close(lrs, t_lr)
+        assert_close(moms, t_m)
+
+
+def test_scheduler_steps_once_past_the_run_then_refuses():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0, momentum=0.9)
+    sched = schedulers.OneCycle(opt, 3.0, 10)
+    for _ in range(10):  # one scheduler step after each of the 10 optimizer steps
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == sched.schedule.lr(9)
+    opt.step()
+    with pytest.raises(ValueError, match="total_steps=10"):
+        sched.step()
+
+
+def test_scheduler_scales_groups_and_checks_its_arguments():
+    a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([{"params": [a]}, {"params": [b], "lr_scale": 0.01}], lr=1.0, momentum=0.9)
+    schedulers.CLR(opt, 0.1, 3.0, 100)
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 0.1 * 0.01]
+    with pytest.raises(ValueError, match="momentum or betas"):
+        schedulers.OneCycle(torch.optim.Adagrad([a], lr=0.1), 1.0, 100)
+    schedulers.OneCycle(torch.optim.Adagrad([a], lr=0.1), 1.0, 100, cycle_momentum=False)
+    for make, word in [(lambda o: schedulers.CLR(o, 0.1, -3.0, 100), "max_lr"),
+                       (lambda o: schedulers.OneCycle(o, 3.0, 0), "total_steps"),
+                       (lambda o: schedulers.RangeTestLR(o, 0.0, 1.0, 100, mode="exp"), "start_lr must be in")]:
+        with pytest.raises(ValueError, match=word) as e:
+            make(torch.optim.SGD([a], lr=0.1, momentum=0.9))
+        assert "schedule." not in str(e.value) and "train." not in str(e.value)

@@ -53,7 +53,8 @@ def plan_line(cfg) -> dict:
     iterations = c["range_test"]["num_it"] if c["job"] == "range_test" and c["range_test"]["mode"] == "loss" \
         else c["train"]["iterations"]
     return {"run_dir": str(store.path), "status": status, "experiment": c["experiment_name"], "job": c["job"],
-            "depth": c["model"]["depth"], "iterations": iterations, "batch_size": c["train"]["batch_size"],
+            "depth": None if "_target_" in c["model"] else c["model"]["depth"],  # a `_target_` model: no depth
+            "iterations": iterations, "batch_size": c["train"]["batch_size"],
             "images": iterations * c["train"]["batch_size"], "dataset": c["data"]["name"],
             "eval_every": c["train"]["eval_every"], "eval_subset": c["train"]["eval_subset"],
             "precision": c["train"]["precision"]}

@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from .lr_estimate import check_every
-from .models.resnet import check_args
+from .models.factory import check_model, is_target
 from .optim import check_cfg
 from .schedules import Schedule, build_schedule
 
@@ -148,15 +148,25 @@ def _file_keys(path: Path, prefix: str = "") -> list[str]:
     return _leaves({k: v for k, v in node.items() if k not in ("defaults", "hydra")}, prefix)
 
 
+def _is_target_option(path: Path) -> bool:
+    """A `_target_` model option (conf/model/torchvision_resnet18.yaml): its other keys are its target's
+    arguments, checked against the target (superconv.models.factory), not declared keys of every model."""
+    return path.parent.name == "model" and "_target_" in (OmegaConf.to_container(OmegaConf.load(path)) or {})
+
+
 @lru_cache(maxsize=4)
 def known_keys(conf_dir: Path = CONF_DIR) -> frozenset[str]:
     """Every key a run configuration may hold, and every section above one (an empty section is its own
     leaf): those conf/config.yaml declares and those of every option of the groups that own a section (data,
     model, optim, schedule, logger, paths). The `_global_` groups (experiment, protocol, scale, net, ...) only
-    set keys declared there, so a typo in one of their files is caught like a typo on the command line."""
+    set keys declared there, so a typo in one of their files is caught like a typo on the command line.
+    A `_target_` model option adds `model._target_` only: its other keys are arguments of its target, which
+    a built-in ResNet must not accept (check_known_keys checks a target model's keys against its target)."""
     keys = set(GLOBAL_NAME_KEYS) | set(RUNTIME_KEYS)
     for path in [conf_dir / "config.yaml", *sorted(conf_dir.glob("*/*.yaml"))]:
-        if not _is_global(path):
+        if _is_target_option(path):
+            keys.add("model._target_")
+        elif not _is_global(path):
             keys.update(_file_keys(path, "" if path.parent == conf_dir else f"{path.parent.name}."))
     return frozenset(keys | {k.rsplit(".", 1)[0] for k in keys if "." in k})
 
@@ -173,29 +183,44 @@ def _check_key(key: str, known: frozenset[str], where: str = "") -> None:
 
 def check_known_keys(cfg: Mapping, conf_dir: Path = CONF_DIR) -> None:
     """Refuse a key no config file declares (`+model.dropuot=0.2`, or the same typo in an experiment file):
-    unchecked, it would be carried along silently while the run trains without what was meant."""
+    unchecked, it would be carried along silently while the run trains without what was meant. The keys of a
+    `_target_` model are its target's arguments: validate checks them against it (models.factory.target_kwargs)."""
     known = known_keys(conf_dir)
+    target = is_target(cfg.get("model"))
     for key in _leaves({k: v for k, v in cfg.items() if k != "hydra"}):
-        _check_key(key, known)
+        if not (target and key.startswith("model.")):
+            _check_key(key, known)
 
 
 def check_override_keys(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
     """The same check before Hydra composes anything, for sweeps too: the keys set on the command line and
     those set by the option files of the `_global_` groups it selects (experiment=..., protocol=...).
-    A sweep then stops with one line and exit code 2 instead of failing job by job."""
+    A sweep then stops with one line and exit code 2 instead of failing job by job. Where the command line picks
+    a `_target_` model (`model=torchvision_resnet18`, `+model._target_=...`), its `model.*` keys are left to
+    validate, which checks them against the target once the config is composed."""
     known = known_keys(conf_dir)
+    target = any(_picks_target_model(o, conf_dir) for o in overrides)
     for override in overrides:
         key, sep, value = override.lstrip("+~").partition("=")
         if not sep or key.startswith("hydra") or "(" in value:
             continue
         if key not in GROUPS:
-            _check_key(key, known)
+            if not (target and key.startswith("model.")):
+                _check_key(key, known)
             continue
         for option in value.split(","):
             path = conf_dir / key / f"{option}.yaml"
             if path.is_file() and _is_global(path):
                 for leaf in _file_keys(path):
                     _check_key(leaf, known, f" (set in {path.relative_to(conf_dir.parent)})")
+
+
+def _picks_target_model(override: str, conf_dir: Path) -> bool:
+    key, _, value = override.lstrip("+~").partition("=")
+    if key == "model._target_":
+        return True
+    return key == "model" and any((conf_dir / "model" / f"{o}.yaml").is_file()
+                                  and _is_target_option(conf_dir / "model" / f"{o}.yaml") for o in value.split(","))
 
 
 def _number(cfg: Mapping, dotted: str) -> Any:
@@ -257,10 +282,8 @@ def validate(cfg: Mapping) -> Schedule:
 
     # The building blocks check their own arguments (one place per rule); here they are only called
     # early, before data is loaded, and their ValueError becomes a ConfigError.
-    m = cfg["model"]
     try:
-        check_args(m["depth"], m["variant"], 10, m["dropout"], m["bn_momentum"], m["dropout_at"], m["bn_stats"],
-                   m["bn_group"])
+        check_model(cfg["model"])  # a built-in ResNet's keys, or a `_target_` and its arguments
         check_cfg(cfg["optim"])
         schedule = build_schedule(cfg["schedule"], cfg["train"]["iterations"], cfg["optim"]["momentum"])
         check_every(cfg["train"].get("lr_estimate_every"))

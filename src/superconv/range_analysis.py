@@ -32,6 +32,9 @@ __all__ = [
     "lr_find_suggestions",
     "suggest_bounds",
     "verdict",
+    "LossStop",
+    "analyze_accuracy_curve",
+    "analyze_loss_curve",
     "MIN_POINTS",
     "BOUNDARY_SLACK",
 ]
@@ -407,3 +410,60 @@ def suggest_bounds(lrs: Sequence[float], accs: Sequence[float], *, rule: str = "
     text = (f"max_lr {_fmt(max_lr)} is {how} (rule '{rule}'); min_lr = max_lr / {min_div:g} = "
             f"{_fmt(min_lr)} ({guide})")
     return {"max_lr": max_lr, "min_lr": float(min_lr), "rule": rule, "min_div": float(min_div), "text": text}
+
+
+
+# ---------------------------------------------------------------------------------------------------
+# the analyses a range test reports (the CLI's summary.json and the Python API share them)
+# ---------------------------------------------------------------------------------------------------
+
+
+class LossStop:
+    """fastai's stop rule (:func:`stop_index`) applied loss by loss: called with each training loss in order,
+    True at the first whose debiased smoothed value (:func:`smooth_losses`, ``beta``) exceeds ``factor`` x the
+    smallest so far. ``losses``: those of an earlier attempt of the same run (resumed from its checkpoint)."""
+
+    def __init__(self, factor: float, beta: float, losses: Sequence[float] = ()):
+        self.factor, self.beta, self.losses = factor, beta, list(losses)
+
+    def __call__(self, loss: float) -> bool:
+        self.losses.append(loss)
+        smoothed = smooth_losses(self.losses, self.beta)
+        return stop_index(smoothed, self.factor) == len(smoothed) - 1
+
+
+def analyze_accuracy_curve(lrs: Sequence[float], accs: Sequence[float], *, diverged_lr: float | None,
+                           tolerance: float, bounds_rule: str, min_div: float, chance: float | None) -> dict:
+    """The verdict and suggested bounds of an accuracy-mode range test, as its summary reports them.
+
+    ``lrs``/``accs``: the LR of the update after which each test evaluation was made, and its accuracy.
+    Returns ``{"mode": "accuracy", "diverged_lr", "verdict", "bounds"[, "note"]}``: no verdict without an
+    evaluation, no bounds for a network that never learns (:func:`verdict`'s ``never_learns``) or when
+    :func:`suggest_bounds` has none to give (peak at LR 0); ``note`` says why.
+    """
+    result = {"mode": "accuracy", "diverged_lr": diverged_lr, "verdict": None, "bounds": None}
+    if not len(lrs):
+        result["note"] = "no test evaluation before the run ended: no verdict"
+        return result
+    result["verdict"] = verdict(lrs, accs, diverged_lr=diverged_lr, tolerance=tolerance, chance=chance)
+    if result["verdict"]["label"] == "never_learns":
+        result["note"] = "no bounds: the network never learned in this range"
+    else:
+        try:
+            result["bounds"] = suggest_bounds(lrs, accs, rule=bounds_rule, min_div=min_div, tolerance=tolerance)
+        except ValueError as e:  # e.g. the peak is at LR 0: there is no bound to suggest
+            result["note"] = f"no bounds: {e}"
+    return result
+
+
+def analyze_loss_curve(lrs: Sequence[float], losses: Sequence[float], *, num_it: int,
+                       beta: float) -> tuple[dict[str, float] | None, str]:
+    """fastai's lr_find suggestions from the raw training losses of a loss-mode range test, as ``lr_find``
+    makes them: smoothed (:func:`smooth_losses`, ``beta``), the first ``num_it // 10`` and the last 5 points
+    dropped, cut at the first NaN (a non-finite loss belongs in ``losses`` as NaN). Returns
+    ``(suggestions, "")`` or ``(None, note)`` when too few points remain."""
+    smoothed = smooth_losses(losses, beta)
+    try:
+        return lr_find_suggestions(lrs, smoothed, skip_start=num_it // 10, skip_end=5), ""
+    except ValueError as e:
+        return None, f"no suggestion: {e}"

@@ -24,7 +24,7 @@ from .data import DataError, load_dataset
 from .loop import Parts
 from .lr_estimate import LREstimate
 from .models.batchnorm import fused_share
-from .models.resnet import build_resnet
+from .models.factory import build_model
 from .optim import build_optimizer
 from .results import RunDir, StoreError, truncate_metrics
 from .sampling import Augment, BatchOrder, stratified_indices
@@ -126,9 +126,7 @@ def prepare(c: dict, schedule: Schedule, store: RunDir | None = None) -> Parts:
                 raise ConfigError(f"train.eval_subset={tr['eval_subset']}: must be null or 1..{n_test}")
             test_idx = stratified_indices(split.test_y, tr["eval_subset"] / n_test, c["seed"])
         torch.manual_seed(c["seed"])  # model initialisation
-        m = c["model"]
-        model = build_resnet(m["depth"], m["variant"], split.num_classes, m["dropout"], m["bn_momentum"],
-                             m["dropout_at"], m["bn_stats"], m["bn_group"])
+        model = build_model(c["model"], split.num_classes)  # a built-in ResNet, or the config's `_target_`
         model = model.to(device, memory_format=torch.channels_last)
         # built with the schedule's first LR (torch optimizers need one); the loop sets each step's LR and
         # momentum from the schedule (optim.set_hparams), the same values at step 0

@@ -31,7 +31,7 @@ import sys
 
 from ..config import ConfigError
 from ..loop import Outcome, Parts
-from ..range_analysis import lr_find_suggestions, smooth_losses, stop_index, suggest_bounds, verdict
+from ..range_analysis import LossStop, analyze_accuracy_curve, analyze_loss_curve
 from ..results import read_metrics
 from ..schedules import Schedule, build_schedule
 from ..session import load_config
@@ -64,26 +64,17 @@ def validate_range_test(c: dict) -> None:
 # ---- accuracy mode: a training run plus its analysis ----------------------------------------------
 
 def analyze_accuracy(s: Parts, out: Outcome) -> dict:
-    """The verdict and suggested bounds from the logged accuracy-vs-LR curve (summary fields)."""
+    """The verdict and suggested bounds from the logged accuracy-vs-LR curve (summary fields; the rules:
+    range_analysis.analyze_accuracy_curve, which the Python API uses too)."""
     rt = s.c["range_test"]
     evals = [(r["lr"], r["test/acc"]) for r in read_metrics(s.store.metrics) if r["test/acc"] is not None]
     diverged_lr = s.schedule.lr(out.diverged_at - 1) if out.status == "diverged" else None
-    result = {"mode": "accuracy", "diverged_lr": diverged_lr, "verdict": None, "bounds": None}
-    if not evals:
-        result["note"] = "no test evaluation before the run ended: no verdict"
+    result = analyze_accuracy_curve([e[0] for e in evals], [e[1] for e in evals], diverged_lr=diverged_lr,
+                                    tolerance=rt["tolerance"], bounds_rule=rt["bounds_rule"],
+                                    min_div=rt["min_div"], chance=1.0 / s.num_classes)
+    if result["verdict"] is None:
         print(f"superconv: range test: {result['note']}", file=sys.stderr)
         return {"range_test": result}
-    lrs, accs = [e[0] for e in evals], [e[1] for e in evals]
-    result["verdict"] = verdict(lrs, accs, diverged_lr=diverged_lr, tolerance=rt["tolerance"],
-                                chance=1.0 / s.num_classes)
-    if result["verdict"]["label"] == "never_learns":
-        result["note"] = "no bounds: the network never learned in this range"
-    else:
-        try:
-            result["bounds"] = suggest_bounds(lrs, accs, rule=rt["bounds_rule"], min_div=rt["min_div"],
-                                              tolerance=rt["tolerance"])
-        except ValueError as e:  # e.g. the peak is at LR 0: there is no bound to suggest
-            result["note"] = f"no bounds: {e}"
     print(f"superconv: range test verdict: {result['verdict']['label']}: {result['verdict']['text']}",
           file=sys.stderr)
     if result["bounds"]:
@@ -91,21 +82,7 @@ def analyze_accuracy(s: Parts, out: Outcome) -> dict:
     return {"range_test": result}
 
 
-# ---- loss mode: fastai's lr_find, the training loop with a stop rule ----------------------------------
-
-class LossStop:
-    """fastai's stop rule (`range_analysis.stop_index`) as the loop's `stop_rule`: called with each training loss
-    in order, True at the first whose debiased smoothed value exceeds `factor` x the smallest so far.
-    `losses`: those of an earlier attempt of the same run (resumed from its checkpoint)."""
-
-    def __init__(self, factor: float, beta: float, losses: list[float] = ()):
-        self.factor, self.beta, self.losses = factor, beta, list(losses)
-
-    def __call__(self, loss: float) -> bool:
-        self.losses.append(loss)
-        smoothed = smooth_losses(self.losses, self.beta)
-        return stop_index(smoothed, self.factor) == len(smoothed) - 1
-
+# ---- loss mode: fastai's lr_find, the training loop with a stop rule (range_analysis.LossStop) -----------
 
 def loss_stop(s: Parts) -> LossStop:
     rt = s.c["range_test"]
@@ -126,12 +103,7 @@ def analyze_loss(s: Parts, out: Outcome) -> dict:
         stopped_at = out.diverged_at - 1
         lrs.append(s.schedule.lr(stopped_at))
         losses.append(math.nan)
-    smoothed = smooth_losses(losses, rt["beta"])
-    try:
-        suggestions = lr_find_suggestions(lrs, smoothed, skip_start=rt["num_it"] // 10, skip_end=5)
-        note = ""
-    except ValueError as e:
-        suggestions, note = None, f"no suggestion: {e}"
+    suggestions, note = analyze_loss_curve(lrs, losses, num_it=rt["num_it"], beta=rt["beta"])
     if suggestions:
         text = ", ".join(f"{k} {v:.3g}" for k, v in suggestions.items())
         print(f"superconv: lr_find suggestions: {text}", file=sys.stderr)
