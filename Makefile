@@ -34,8 +34,8 @@ smoke: install ## a scale=smoke run on synthetic data (seconds); output under ou
 train: install ## the paper's Fig 1a CLR run, or any overrides: make train ARGS="model=resnet20"
 	$(PY) -m superconv.train $(ARGS)
 
-REFERENCE ?= $(wildcard ../shared/reference/author_logs)
-figures: install ## rebuild every figure, paper_figures/REPORT.md and README's results table from results/ (seconds; trains nothing)
+REFERENCE ?=
+figures: install ## rebuild every figure, paper_figures/REPORT.md and README's results table from results/ and the author's runs table (seconds; trains nothing)
 	$(PY) -m paper_figures $(if $(REFERENCE),--reference $(REFERENCE))
 
 bench: install ## training images/s: this project's path, a tutorial DataLoader+PIL loop and the convolutions alone (an upper bound), appended to results/bench/ (~15 min on 2 cores; needs `make data`)

@@ -1,6 +1,6 @@
 """The reproduction report: for every claim of the paper, its number, the author's re-run, ours, a verdict.
 
-    python -m paper_figures --reference ../shared/reference/author_logs     (make figures: figures, then this)
+    python -m paper_figures     (make figures: figures, then this; the author's runs from paper_figures/author_runs/)
 
 The rendering third of the report. `build_report(summaries, reference, figures, out_path, command, runs=runs)`
 writes `paper_figures/REPORT.md` from `paper_figures.load.load_summaries(results)` and `load_runs(results)` alone
