@@ -44,6 +44,7 @@ def test_smoke_run_writes_a_complete_run_directory(run_cli, tmp_path):
     for key in ("wall_s", "images_per_s", "git_sha", "torch_version", "device", "command"):
         assert summary[key], key
     assert summary["command"].startswith("python -m superconv.train scale=smoke train.progress=false")
+    assert summary["data_source"] == {"route": "synthetic"}  # make data's record; real data without one: unknown
     # ResNet-20's 19 BN layers, all through the fused kernel on CPU where it builds
     assert summary["fused_bn"] == ("19/19" if fused_bn.load() else "0/19")
     # the clr schedule scaled to 20 iterations: 0.1 -> 3.0 at iteration 10 -> back down
