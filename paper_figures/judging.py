@@ -61,7 +61,7 @@ MIN_N = 2  # runs per side (that ended: finished or diverged) before a verdict i
 # with PC-LR. The paper's shortest super-convergence run (Table 1, stepsize 1k: 2k iterations at batch 1000)
 # is 40 epochs and its Fig 1a run 200; a run of a few epochs ends long before a CIFAR ResNet trained this way
 # converges, so the comparison would measure how far each run got, not whether 1/8 of the budget suffices.
-# 5 is "a few epochs" (issue 13), well below the paper's shortest run and a bound a reader can check.
+# 5 is "a few epochs", well below the paper's shortest run and a bound a reader can check.
 MIN_CLR_EPOCHS = 5.0
 HIGH_SHARE = 1 / 3  # a still-rising range test counts as staying high when it was high over this top share
 TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000}  # training images of the full data set (data.name)
