@@ -29,10 +29,10 @@ lock: install ## rewrite requirements.lock from .venv (pip freeze, minus the pro
 	{ sed -n '/^#/p' requirements.lock; $(PY) -m pip freeze --exclude-editable | grep -viE '^(superconv|-e )'; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 
-test: install ## the test suite (21 min on a 2-core CPU, the fused BN kernel's first build included; tests marked slow are left out)
+test: install ## the test suite (measured: 30 min on a 2-core CPU shared with a training run, 18 CPU-minutes; tests marked slow are left out)
 	$(PY) -m pytest -q
 
-smoke: install ## a scale=smoke run on synthetic data (~20 s); output under outputs/
+smoke: install ## a scale=smoke run on synthetic data (measured: 55 s on a busy 2-core CPU); output under outputs/
 	$(PY) -m superconv.train scale=smoke
 	@echo "output: outputs/smoke/adhoc/scale=smoke/"
 
@@ -46,7 +46,7 @@ endif
 data: install ## CIFAR-10 into data/: the official release downloaded (md5 checked), or ARCHIVE=path (cifar-10-python.tar.gz or an image-folder .tar.gz/.zip); DATASET=cifar100
 	$(PY) -m superconv.data_archive --dataset $(DATASET) $(if $(ARCHIVE),--archive $(ARCHIVE)) $(if $(FORCE),--force)
 
-figures: install ## rebuild every figure, paper_figures/REPORT.md and README's results table from results/ and the author's runs table (~30 s; trains nothing)
+figures: install ## rebuild every figure, paper_figures/REPORT.md and README's results table from results/ and the author's runs table (measured: 30 s; trains nothing)
 	$(PY) -m paper_figures $(if $(REFERENCE),--reference $(REFERENCE))
 
 bench: install ## training images/s: this project's path, a tutorial DataLoader+PIL loop and the convolutions alone (an upper bound), appended to results/bench/ (~15 min on 2 cores; needs `make data`)
