@@ -53,3 +53,20 @@ def test_make_figures_on_a_fresh_clone_leaves_git_status_clean(tmp_path):
     assert proc.returncode == 0, proc.stderr
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout
     assert status == "", status
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize("target, experiment", [("sweep-fraction", "fig6a_fraction"), ("sweep-batch", "fig9a_batch"),
+                                                ("sweep-weight-decay", "fig10b_weight_decay"),
+                                                ("sweep-dropout", "fig9b_dropout")])
+def test_sweep_targets_honour_scale(target, experiment):
+    out = subprocess.run(["make", "-n", target, "SCALE=mini", "PY=python"], cwd=ROOT, capture_output=True,
+                         text=True).stdout
+    assert f"-m experiments.reproduce --scale mini --only {experiment}" in out
+
+
+def test_reproduce_only_refuses_an_experiment_outside_the_suite(capsys):
+    from experiments.reproduce import main as reproduce
+
+    assert reproduce(["--scale", "mini", "--only", "fig6a_fraction,nope"]) == 2
+    assert "ONLY=nope" in capsys.readouterr().err
