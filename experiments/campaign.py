@@ -1,5 +1,6 @@
 """`python -m experiments.campaign --budget SECONDS` (`make campaign BUDGET=540`): paper-scale runs on
-borrowed GPU minutes, highest priority first, resumable across windows.
+a time-limited GPU (a SLURM job with a time limit, a preemptible VM, a notebook session), highest priority
+first, resumable across calls.
 
     python -m experiments.campaign --budget 540                 # train until ~540 s are spent
     python -m experiments.campaign --budget 540 --dry-run       # what it would do; trains and writes nothing
@@ -16,7 +17,7 @@ checkpoint). SIGTERM or SIGINT to the campaign itself does the same at once and 
 
 Everything lands in one folder, `--out` (default results/): finished runs as results/ holds them, and an
 unfinished run's checkpoint.pt beside a `.gitignore` holding `!/checkpoint.pt`, the one exception to the
-repository's `*.pt` rule, so that the checkpoint can be committed and the next window (or any later call)
+repository's `*.pt` rule, so that the checkpoint can be committed and the next call (on this machine or another)
 resumes it. A run that finishes deletes its checkpoint (train.keep_checkpoint=false) and the campaign its
 `.gitignore`. Each call appends one JSON line to `<out>/campaign.jsonl`: what ran, how far, exit codes, and
 each stopped run's stop latency (SIGTERM to exit), the measured margin.

@@ -4,8 +4,8 @@
     python -m experiments.concurrency --levels 1 2 --seconds 2 --dataset synthetic --data-dir /tmp/d \\
         --depth 8 --batch 16 --device cpu                     # seconds, on a CPU
 
-One ResNet-56 run at batch 1000 uses a few percent of an H200's bf16 rate (issue 16), so several runs side
-by side may buy more images per GPU window than one. Each level starts that many processes, each stepping
+One ResNet-56 run at batch 1000 uses a few percent of an H200's bf16 rate, so several runs side
+by side may buy more images per GPU session than one. Each level starts that many processes, each stepping
 the training path `superconv.train` runs (superconv.bench's project step: same data path, precision,
 channels_last); every process warms up (cuDNN autotuning, compilation), then all of them count their steps
 over the same wall-clock window, which opens only once all are warm. Aggregate = the sum of the processes'

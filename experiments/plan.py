@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from . import throughput
-from .suites import AUTHOR_GPU_HOURS_PER_IMAGE, SCALES, command, suite
+from .suites import AUTHOR_GPU_HOURS_PER_IMAGE, CPU_IMAGES_PER_S, H200_IMAGES_PER_S, SCALES, command, suite
 
 
 def plan(scale: str, extra: list[str] | None = None, python: str = sys.executable) -> list[dict]:
@@ -55,6 +55,37 @@ def rates(rows: list[dict], device: str, records: list[dict], *, probe_seconds: 
     return out
 
 
+def explain_train(overrides: list[str], bench: Path, python: str = sys.executable) -> int:
+    """`make train` without ARGS: what `python -m superconv.train` would run and its cost; trains nothing."""
+    proc = subprocess.run([python, "-m", "superconv.train", *overrides, "dry_run=true", "train.progress=false"],
+                          capture_output=True, text=True)
+    rows = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+    if proc.returncode != 0 or not rows:
+        print(proc.stderr.strip(), file=sys.stderr)
+        return proc.returncode or 1
+    device = throughput.this_device()
+    r = rows[0] | {"precision": throughput.resolve_precision(rows[0]["precision"], device)}
+    found = throughput.from_records(throughput.read_records(bench), device, r["precision"], r["depth"],
+                                    r["batch_size"])
+    print(f"`python -m superconv.train` with no overrides is the paper's Fig 1a CLR run: ResNet-{r['depth']}, "
+          f"batch {r['batch_size']}, {r['iterations']:,} iterations = {r['images']:,} training images, "
+          f"{r['dataset']}, run directory {r['run_dir']}.")
+    if found:
+        print(f"Projected on this machine ({device}, {found[0]:,.0f} img/s from {found[1]}): "
+              f"{throughput.seconds(r, found[0]) / 3600:.1f} h.")
+    else:
+        cpu, gpu = CPU_IMAGES_PER_S.get(r["depth"]), H200_IMAGES_PER_S.get(r["depth"])
+        print(f"No bench record for this machine ({device}); measured elsewhere: ~{r['images'] / cpu / 3600:.0f} h "
+              f"on a 2-core CPU ({cpu:.0f} img/s), ~{r['images'] / gpu / 60:.0f} min on one NVIDIA H200 "
+              f"({gpu:,.0f} img/s).")
+    print("Name what to run, e.g.:\n"
+          "  make train ARGS=\"experiment=fig1a protocol=clr\"        # that run, explicitly (a GPU job)\n"
+          "  make train ARGS=\"model=resnet20 data.fraction=0.1 train.iterations=200\"   # minutes on a CPU\n"
+          "  make smoke                                             # seconds, synthetic data\n"
+          "  make plan SCALE=mini                                   # the mini study and its cost")
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.plan", description=__doc__.splitlines()[0])
     p.add_argument("--scale", default="mini", choices=SCALES)
@@ -63,8 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe-seconds", type=float, default=20.0,
                    help="seconds per probe where no bench record matches (0: never probe)")
     p.add_argument("--data-dir", default="data", help="the data the probe trains on")
+    p.add_argument("--train", action="store_true",
+                   help="what `python -m superconv.train OVERRIDES` would run and its cost (make train without ARGS)")
     p.add_argument("overrides", nargs="*", help="extra overrides for every run (e.g. paths.results_dir=...)")
     args = p.parse_args(argv)
+    if args.train:
+        return explain_train(args.overrides, Path(args.bench))
     rows = plan(args.scale, args.overrides)
     device = throughput.this_device()
     for r in rows:

@@ -125,7 +125,7 @@ def command(job: Job, scale: str, python: str = "python") -> list[str]:
 
 # Measured training throughput (images/s, train step only): experiments.campaign's fallback estimate of a run's
 # wall time (`make plan` measures this machine instead: experiments.throughput).
-# CPU: this project's 2-core AMD EPYC development machine, fp32, batch 128 (ResNet-20 480, ResNet-56 153;
+# CPU: a 2-core AMD EPYC (AVX2), fp32, batch 128 (ResNet-20 480, ResNet-56 153;
 # ResNet-110 scaled by depth). GPU: one NVIDIA H200, bf16, batch 1000 (ResNet-20 75,047 by make bench;
 # ResNet-56 32,003 from the whole paper-scale Fig 1a CLR run, tests included: 10M images in 321 s;
 # ResNet-110 scaled by depth). The author's 2017 rate, from the logs: Fig 1a CLR, 10M images in ~6 h on 8

@@ -1,7 +1,7 @@
 """Training images/s of this machine, measured, for `make plan`: from `make bench`'s records or a short probe.
 
-A projected wall time is only as good as the rate behind it, and the development machines differ from session
-to session (AVX2-only CPUs, CPUs with AVX512-BF16 or AMX, an H200). So the plan never uses a typed-in rate:
+A projected wall time is only as good as the rate behind it, and machines differ widely (AVX2-only CPUs,
+CPUs with AVX512-BF16 or AMX, GPUs). So the plan never uses a typed-in rate:
 
 1. `results/bench/bench.jsonl`: the project path's records whose device string (`cpu: <model name>, <threads>
    threads`), precision and depth match the run's, without torch.compile; of those, the batch closest to the

@@ -1,13 +1,13 @@
-"""What a GPU window brings back, and how it goes into the repository (scripts/gpu_window.sh).
+"""What a time-limited GPU session brings back, and how it goes into the repository (scripts/gpu_window.sh).
 
     python -m experiments.window pack --since STAMP --results results --out $OUT   # on the GPU machine
-    python -m experiments.window unpack /work/.device/<files_at>                    # here, then commit
+    python -m experiments.window unpack FOLDER     # where the repository lives: FOLDER holds $OUT's files
 
-The device tool brings back at most 8 files from $OUT, none deeper than two folders, named in letters,
-digits, '.', '_' and '-' (run directories are named `protocol=clr,...`), so `pack` puts every file under
-the results folder written since STAMP (runs, their checkpoints and carry markers, bench records,
-campaign.jsonl) into one `results.tar.gz` (in 15 MiB parts `results.tar.gz.00`, ... when larger than the
-tool's 16 MiB per file), paths starting `results/`.
+For a GPU machine that does not share the repository's file system (a rented VM, a notebook session, a
+machine without network), whose output comes back as a few files: `pack` puts every file under the results
+folder written since STAMP (runs, their checkpoints and carry markers, bench records, campaign.jsonl) into
+one `results.tar.gz`, paths starting `results/`, in 15 MiB parts `results.tar.gz.00`, ... when larger
+(transfers that limit a file's size, or the names in it: run directories are named `protocol=clr,...`).
 
 `unpack` extracts it into this repository's results/: run files replace ours; JSON-lines records
 (bench.jsonl, concurrency.jsonl, campaign.jsonl) gain the lines they lack, so that records appended here
@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from superconv.atomic import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
-PART = 15 * 1024 * 1024  # the device tool brings back files of at most 16 MiB
+PART = 15 * 1024 * 1024  # parts small enough for transfers that cap a file at 16 MiB
 NAME = "results.tar.gz"
 
 

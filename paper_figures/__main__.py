@@ -1,12 +1,13 @@
 """Rebuild every figure and the report from the results store: `python -m paper_figures` (`make figures`).
 
     python -m paper_figures                                   # results/ -> paper_figures/figures/, REPORT.md
-    python -m paper_figures --reference ../shared/reference/author_logs   # with the author's curves
+    python -m paper_figures --reference super-convergence/Results   # the author's curves from his raw logs
     python -m paper_figures --results tests/fixtures/results --out /tmp/figs --report /tmp/figs/REPORT.md
     python -m paper_figures --readme /tmp/README.md           # the results table into another README
 
-Trains nothing and reads nothing but the results directory (and the optional reference folder of the
-author's Caffe logs). Takes seconds. A figure whose inputs did not change is rewritten byte for byte
+Trains nothing and reads nothing but the results directory and the author's runs: by default the table
+committed in paper_figures/author_runs/ (derived from his public Caffe logs: paper_figures.author_table),
+with --reference a folder of the logs themselves, with --no-author none. Takes seconds. A figure whose inputs did not change is rewritten byte for byte
 identical (its file is not even touched).
 
 README.md's results table (the block between its `<!-- results-table:begin ... -->` and
@@ -23,6 +24,7 @@ import sys
 from pathlib import Path
 
 from . import curve_figures, frontier, lr_estimate_figure, range_figures, schedule_figure, style
+from .author_table import load_author_runs
 from .caffe_log import read_reference_dir
 from .load import load_runs, load_summaries
 from .readme_table import ReadmeError, check_readme, update_readme
@@ -48,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="paper_figures/figures", help="figure directory")
     p.add_argument("--report", default="paper_figures/REPORT.md", help="report path")
     p.add_argument("--reference", default=None,
-                   help="folder of the author's Caffe logs (the official repository's Results/)")
+                   help="folder of the author's Caffe logs (the official repository's Results/); default: the "
+                        "table derived from them in paper_figures/author_runs/")
+    p.add_argument("--no-author", action="store_true", help="draw and judge without the author's runs")
     p.add_argument("--readme", default=None,
                    help="README whose results-table block to rewrite (default: README.md at the repository root, "
                         "when --results is the repository's results/; other results folders rewrite none)")
@@ -56,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     reference = None
-    if args.reference:
+    if not args.no_author:
         try:
-            reference = read_reference_dir(args.reference)
+            reference = read_reference_dir(args.reference) if args.reference else load_author_runs()
         except (FileNotFoundError, ValueError) as e:
             print(f"paper_figures: error: {e}", file=sys.stderr)
             return 2

@@ -1,6 +1,7 @@
 """The solver and training network of one of the author's Caffe logs, for checking our configs against them.
 
-`tests/test_author_solvers.py` compares every log in ../shared/reference/author_logs with the composed
+`tests/test_author_solvers.py` compares every one of the author's logs (a copy of Results/ from
+https://github.com/lnsmith54/super-convergence, folder named by SUPERCONV_AUTHOR_LOGS) with the composed
 `scale=paper` config of the matching experiment. This module only reads a log; the comparison (which
 field of ours answers which field of the log) lives in the test.
 

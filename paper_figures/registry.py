@@ -2,8 +2,8 @@
 
 An experiment name is the folder under `results/` (the `experiment_name` an experiment config sets).
 Each figure lists the experiments it draws, the run-level factor that tells its curves apart (`hue`,
-a column of `paper_figures.load`), and the author's Caffe logs (by file stem in the reference folder,
-../shared/reference/author_logs or a copy of the official repository's `Results/`) drawn beside ours,
+a column of `paper_figures.load`), and the author's Caffe logs (by file stem: the `log` column of the
+committed table paper_figures/author_runs/, or a file in a copy of the official repository's `Results/`) drawn beside ours,
 each with the label its curve gets. Experiments not named here are still drawn, by `other_experiments`.
 """
 

@@ -1,6 +1,6 @@
 """The reproduction report: for every claim of the paper, its number, the author's re-run, ours, a verdict.
 
-    python -m paper_figures --reference ../shared/reference/author_logs     (make figures: figures, then this)
+    python -m paper_figures     (make figures: figures, then this; the author's runs from paper_figures/author_runs/)
 
 The rendering third of the report. `build_report(summaries, reference, figures, out_path, command, runs=runs)`
 writes `paper_figures/REPORT.md` from `paper_figures.load.load_summaries(results)` and `load_runs(results)` alone
@@ -396,13 +396,13 @@ def _health_lines(summaries: pd.DataFrame) -> list[str]:
 
 
 CAVEATS = f"""\
-- Our CIFAR-10 is a development copy rebuilt from JPEG-compressed images, not the official binary files; the
+- Our CIFAR-10 was rebuilt from JPEG-compressed images (docs/PROTOCOL.md §3), not the official binary files; the
   compression costs a few points of test accuracy, so compare directions and gaps, not absolute values.
 - Only `paper` scale runs the paper's iteration counts and batch sizes; the network, batch, lengths and epochs
   of every scale are listed under Scales, read from its runs. Smaller scales are about the direction of an
   effect, not the paper's absolute numbers.
 - The paper used Caffe on 8 GPUs with a total batch of 1000; hardware, batch and BN momentum change the
-  outcome (docs/PAPER.md §3: independent reproductions disagree). The hardware of each run is in its cell.
+  outcome (docs/PROTOCOL.md §7: independent reproductions disagree). The hardware of each run is in its cell.
 - Runs of protocol v1 (nn.BatchNorm2d statistics over the whole batch, PyTorch's un-corrected running
   averages) do not compute BatchNorm as the author's Caffe did (statistics per GPU, bias-corrected running
   averages); every cell names its runs' protocol and precision, and no verdict mixes protocols.

@@ -5,6 +5,11 @@ no change. Hence: the Agg backend and a font shipped with matplotlib (DejaVu San
 every machine), no creation date or software version in the PDF/PNG metadata, a fixed SVG hash salt and
 PDF compression level, and files rewritten only when their bytes differ (their mtime then stays too).
 Tables are written with a fixed float format for the same reason.
+
+Which bytes travel between machines: the PNGs (Agg and Pillow's bundled zlib, pinned by requirements.lock) and
+the CSV tables are tracked in git. The PDFs are stable on one machine but not across machines: the font subset
+fontTools embeds and the streams compressed by the system's zlib differ from one installation to another, so
+they are written but not tracked (.gitignore).
 """
 
 from __future__ import annotations

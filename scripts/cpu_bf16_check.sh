@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issue 15's measurements on a CPU with bf16 instructions (AVX512-BF16 or AMX), in one go: `make cpu-bf16-check`.
+# The fused BatchNorm kernel's measurements on a CPU with bf16 instructions (AVX512-BF16 or AMX), in one go:
+# `make cpu-bf16-check`.
 # About 45 minutes on 2 cores; run it with nothing else on the machine (the bench times both paths in rounds).
 #   1. `make bench` twice: every row's project img/s, its convolutions-alone bound and share of it, the
 #      reference, and the fused kernel's gain over the unfused path (appended to results/bench/bench.jsonl);

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# One GPU window (issue 16): everything a lent GPU should do, as ONE command that fits the device tool's
-# 10-minute limit (15 minutes of device time in all, start-up included). Here, first:
-#   scripts/prepare_gpu_carry.sh                     # carry/: wheels, the data, the commit's sha
-# then the device tool's run: command="bash scripts/gpu_window.sh", carry=["carry"], timeout_s=600.
+# One time-limited GPU session as ONE command: a SLURM job with a time limit, a preemptible VM, a notebook
+# session, or a machine without network that receives this tree (plus carry/) and sends back $OUT. It fits
+# WINDOW seconds (default 570: set it to your session's limit minus start-up), then packs what it wrote.
 # On the GPU machine, in the repository's root, it
-#   1. installs carry/wheels offline (hydra-core, omegaconf, antlr4) and builds data/ from the carried tarball;
+#   1. installs carry/wheels offline when there are any (scripts/prepare_gpu_carry.sh; a machine with the
+#      project installed needs none) and, without data/, builds it from the first archive in carry/
+#      (python -m superconv.data_archive; `make data` downloads it where the network allows);
 #   2. bench (make bench's superconv.bench, on CUDA, this project's path): ResNet-20/56 x batch 128/1000 in
 #      bf16 and in fp32 with TF32 tensor cores (train.tf32=true); BENCH_COMPILE=1 adds ResNet-56 compiled with
 #      CUDA graphs (train.compile_mode=reduce-overhead);
@@ -14,12 +15,13 @@
 #   5. the campaign (experiments.campaign, experiments/campaign.yaml) with the time left, into results/;
 #   6. packs what it wrote under results/ into $OUT/results.tar.gz (experiments.window) beside log.txt
 #      and runlogs.tar.gz (each run's and the tests' output).
-# Here afterwards: python -m experiments.window unpack <files_at>; make aggregate figures; git add results
-# paper_figures; git commit (README.md "GPU window").
+# Where the repository lives afterwards: python -m experiments.window unpack <the folder holding $OUT's files>;
+# make aggregate figures; git add results paper_figures; git commit (README.md "Time-limited GPUs"). On a
+# machine that shares the repository's file system, `make campaign BUDGET=...` alone does steps 5's work in place.
 # A CPU rehearsal (no GPU): DEVICE=cpu RESULTS=/tmp/r WINDOW=120 BENCH_ARGS="..." TESTS=none CAMPAIGN_ARGS="..."
 set -u
 T0=$(date +%s)
-WINDOW=${WINDOW:-570}                 # seconds for the whole command; the tool stops it at timeout_s (<= 600)
+WINDOW=${WINDOW:-570}                 # seconds for the whole command (the session's limit, minus a margin)
 OUT=${OUT:-/tmp/gpu_window_out}
 RESULTS=${RESULTS:-results}
 PY=${PY:-python3}
@@ -48,8 +50,9 @@ phase() { echo "== $* ($(($(date +%s) - T0)) s in, $(left) s left)"; }
   export PYTHONPATH=$PWD/src:$PWD:$WORK/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>/dev/null
   $PY -c "import torch, hydra, omegaconf; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'hydra', hydra.__version__, 'sha', '${SUPERCONV_GIT_SHA:-?}')"
-  if [ ! -f data/cifar-10-batches-py/data_batch_1 ] && [ -f carry/cifar10-jpeg.tar.gz ]; then
-    $PY carry/make_cifar10.py data carry/cifar10-jpeg.tar.gz >/dev/null || echo "data build failed"
+  archive=$(ls carry/*.tar.gz carry/*.tgz carry/*.zip 2>/dev/null | head -1)
+  if [ ! -f data/cifar-10-batches-py/data_batch_1 ] && [ -n "$archive" ]; then
+    $PY -m superconv.data_archive --archive "$archive" --dest data || echo "data build failed"
   fi
   ls data/cifar-10-batches-py 2>/dev/null | tr '\n' ' '; echo
 

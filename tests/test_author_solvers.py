@@ -1,4 +1,4 @@
-"""The author's solvers as a test: every Caffe log in ../shared/reference/author_logs against our config.
+"""The author's solvers as a test: every one of the author's Caffe logs against our config.
 
 Each log prints its solver and network (paper_figures.author_solver reads them). For every log, LOGS names
 the experiment and sweep point that reproduce it; the test composes that `scale=paper` config and compares
@@ -9,13 +9,17 @@ clipping, test interval and size, precision. A difference kept on purpose is in 
 ALLOWED entry that no longer differs fails too, so the list stays true. A log no experiment reproduces is in
 UNMATCHED with its reason, which the test checks against the log.
 
-Skipped (with the reason) where ../shared/reference/author_logs is absent, as in a clone outside these
-machines; the reader itself is tested on an excerpt written here.
+The logs: a copy of Results/ from https://github.com/lnsmith54/super-convergence (commit ecc5615), in the folder
+SUPERCONV_AUTHOR_LOGS names (default: ../shared/reference/author_logs beside the repository). Skipped (with the
+reason) where that folder is absent; the reader itself is tested on an excerpt written here, and the committed
+table derived from the logs (paper_figures/author_runs/) is checked against LOGS and UNMATCHED without them.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from functools import cache
 
 import pytest
@@ -31,7 +35,7 @@ from paper_figures.author_solver import parse_prototxt, read_author_run
 from superconv.config import CONF_DIR
 from superconv.optim import build_optimizer
 
-LOG_DIR = ROOT.parent / "shared" / "reference" / "author_logs"
+LOG_DIR = Path(os.environ.get("SUPERCONV_AUTHOR_LOGS", ROOT.parent / "shared" / "reference" / "author_logs"))
 
 # log -> (experiment, the sweep point's overrides). Every sweep key of the experiment is set (test below).
 LOGS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -116,7 +120,7 @@ TRAIN_SET = 50_000
 
 def _need_logs():
     if not LOG_DIR.is_dir():
-        pytest.skip(f"{LOG_DIR} is absent (the author's logs live beside the repository on the project's machines)")
+        pytest.skip(f"{LOG_DIR} is absent (set SUPERCONV_AUTHOR_LOGS to a copy of the author's Results/ folder)")
 
 
 @cache

@@ -189,7 +189,7 @@ def test_missing_dir_one_line_names_dir(tmp_path):
         load_dataset("cifar10", tmp_path / "nowhere")
     msg = _one_line(err)
     assert str(tmp_path / "nowhere" / "cifar-10-batches-py") in msg
-    assert "SUPERCONV_DATA" in msg and "make_cifar10.py" in msg and "download" in msg
+    assert "SUPERCONV_DATA" in msg and "make data" in msg and "ARCHIVE=" in msg and "download" in msg
     with pytest.raises(DataError) as err:
         load_dataset("cifar100", tmp_path)
     assert str(tmp_path / "cifar-100-python") in _one_line(err)

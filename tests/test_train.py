@@ -49,6 +49,7 @@ def test_smoke_run_writes_a_complete_run_directory(run_cli, tmp_path):
     for key in ("wall_s", "images_per_s", "git_sha", "torch_version", "device", "command"):
         assert summary[key], key
     assert summary["command"].startswith("python -m superconv.train scale=smoke train.progress=false")
+    assert summary["data_source"] == {"route": "synthetic"}  # make data's record; real data without one: unknown
     # ResNet-20's 19 BN layers, all through the fused kernel on CPU where it builds
     assert summary["fused_bn"] == ("19/19" if fused_bn.load() else "0/19")
     # the clr schedule scaled to 20 iterations: 0.1 -> 3.0 at iteration 10 -> back down
@@ -200,14 +201,16 @@ def _train(tmp_path, *args):
                           env=cli_env(), capture_output=True, text=True, timeout=300)
 
 
-def test_a_sweep_job_without_its_data_is_skipped_not_failed(tmp_path):
+def test_a_sweep_job_without_its_data_is_skipped_then_the_sweep_exits_3(tmp_path):
+    """Runs whose data is missing do not stop the sweep; the command then ends with exit 3 and lists them."""
     empty = tmp_path / "nodata"
     empty.mkdir()
     proc = _train(tmp_path, "experiment=fig7b_cifar100", "scale=mini", f"paths.data_dir={empty}",
-                  f"paths.results_dir={tmp_path / 'r'}")
-    assert proc.returncode == 0, proc.stderr
-    skipped = [line for line in proc.stderr.splitlines() if "skipped" in line]
+                  f"paths.results_dir={tmp_path / 'r'}", "data.download=false")
+    assert proc.returncode == 3, proc.stderr
+    skipped = [line for line in proc.stderr.splitlines() if line.startswith("superconv: skipped")]
     assert len(skipped) == 2 and all("CIFAR-100" in line or "cifar-100" in line for line in skipped)
+    assert "2 run(s) of this sweep skipped" in proc.stderr and proc.stderr.count("  skipped ") == 2
     assert not (tmp_path / "r").exists()
 
 

@@ -231,7 +231,7 @@ def reference_step(depth: int, batch: int, args, device: torch.device) -> tuple[
     class TutorialCIFAR10(torchvision.datasets.CIFAR10):
         """torchvision's CIFAR10 and its per-sample `__getitem__` (HWC array -> PIL image -> transforms),
         holding the arrays superconv's restricted unpickler read: torchvision's own reader unpickles
-        without restriction and checks md5 sums the re-encoded development copy cannot match."""
+        without restriction and checks md5 sums a copy re-encoded from images cannot match."""
 
         def __init__(self, images, targets, transform):
             torchvision.datasets.VisionDataset.__init__(self, root="", transform=transform)

@@ -2,15 +2,21 @@
 
 Contract of every entry point: exit 0 when the run completed, diverged or was already done; exit 2 with
 one line on stderr (no traceback, nothing written) for bad input; 128+signal when stopped by SIGTERM or
-SIGINT after writing a checkpoint. Hydra itself writes nothing (no .hydra/, no log file, run dir ".");
+SIGINT after writing a checkpoint. In a multirun, a run whose data is missing is skipped and the sweep goes
+on, but the command then ends with exit 3 and the list of what it skipped: exit 0 means every run ran
+(the skips are collected in a file named by SUPERCONV_SKIP_LOG, which the command creates for its jobs,
+local or joblib workers alike, and which a SLURM job on another node can reach only on a shared file system). Hydra itself writes nothing (no .hydra/, no log file, run dir ".");
 each run computes its own directory `<paths.results_dir>/<experiment_name>/<override_dirname>`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from .config import CONF_DIR, ConfigError, check_group_overrides, check_override_keys
 from .data import DataError
@@ -27,6 +33,40 @@ class RunFailed(Exception):
 def fail(message: str, code: int = 2):
     print(f"superconv: error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+SKIP_LOG = "SUPERCONV_SKIP_LOG"
+EXIT_SKIPPED = 3
+
+
+def record_skip(run_dir: str, reason: str) -> None:
+    """Append one skipped run to the command's skip log (one JSON line; O_APPEND keeps workers' lines whole)."""
+    path = os.environ.get(SKIP_LOG)
+    if not path:
+        return
+    line = json.dumps({"run_dir": run_dir, "reason": reason}) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def report_skips(path: Path) -> int:
+    """After a multirun: list the skipped runs on stderr; EXIT_SKIPPED when there were any, else 0."""
+    try:
+        lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    except (OSError, ValueError):
+        return 0
+    if not lines:
+        return 0
+    print(f"superconv: exit {EXIT_SKIPPED}: {len(lines)} run(s) of this sweep skipped, their data missing "
+          f"(the sweep's other runs ran):", file=sys.stderr)
+    for rec in lines:
+        print(f"  skipped {rec['run_dir']}", file=sys.stderr)
+    for reason in dict.fromkeys(rec["reason"] for rec in lines):
+        print(f"  because: {reason}", file=sys.stderr)
+    return EXIT_SKIPPED
 
 
 def check_composes(config_name: str, overrides: list[str]) -> None:
@@ -95,6 +135,7 @@ def main(config_name: str, module: str, run: Callable, default_experiment: str =
         except DataError as e:
             if hc.mode == RunMode.MULTIRUN:  # missing data (CIFAR-100 offline): skip, let the sweep go on
                 print(f"superconv: skipped {cfg.paths.run_dir}: {e}", file=sys.stderr)
+                record_skip(str(cfg.paths.run_dir), str(e))  # the command ends non-zero (report_skips)
                 return
             fail(str(e))
         except USER_ERRORS as e:
@@ -104,4 +145,17 @@ def main(config_name: str, module: str, run: Callable, default_experiment: str =
         except Interrupted as e:
             fail(str(e), 128 + e.signum)
 
-    hydra_main()
+    owner = SKIP_LOG not in os.environ  # an outer command (experiments.reproduce) may collect the skips itself
+    if owner:
+        fd, name = tempfile.mkstemp(prefix="superconv-skipped-", suffix=".jsonl")
+        os.close(fd)
+        os.environ[SKIP_LOG] = name
+    try:
+        hydra_main()
+    finally:
+        if owner:
+            path = Path(os.environ.pop(SKIP_LOG))
+            code = report_skips(path)
+            path.unlink(missing_ok=True)
+    if owner and code:
+        sys.exit(code)

@@ -92,6 +92,7 @@ VOLATILE_KEYS = {
     "train": ("progress", "checkpoint_every", "keep_checkpoint", "log_every", "device", "threads", "compile",
               "compile_mode"),
     "range_test": ("tolerance", "bounds_rule", "min_div"),  # analysis of the curve, not the curve
+    "data": ("download",),  # where the files came from is provenance (summary.json's data_source), not identity
 }
 
 

@@ -11,10 +11,14 @@ Why it is built this way:
   code. The reader here admits only the globals the format needs (numpy's array/dtype
   reconstruction, ``_codecs.encode`` for latin-1 strings), checks their arguments, and refuses
   everything else with a :class:`DataError` *before* anything is called.
-* **md5 is optional and off by default.** The development copy built by
-  ``../shared/data/make_cifar10.py`` is re-encoded from JPEG, so its md5 sums never match the
-  official release (see ``shared/data/README.md``); ``verify_md5=True`` is for users who have the
-  official files and want that guaranteed.
+* **md5 is optional and off by default.** A copy built from an image-folder archive (``make data
+  ARCHIVE=...``, :mod:`superconv.data_archive`; e.g. a JPEG copy of CIFAR-10) is re-encoded, so its md5
+  sums never match the official release; ``verify_md5=True`` is for users who have the official files and
+  want that guaranteed.
+* **Provenance.** ``make data`` (and ``data.download=true``) leave ``superconv-source.json`` beside the
+  batch files: the route (download, archive), the archive's sha256, whether it is the official release.
+  :attr:`Split.source` carries it into every run's summary.json (``data_source``); data put there by
+  other means is ``{"route": "unknown"}``.
 * **The whole split is one uint8 tensor.** CIFAR is 150 MB as uint8: it is read once, kept on the
   device, and augmented there as batched tensor ops (:mod:`superconv.sampling`).
 * **Synthetic data uses the real reader.** ``name="synthetic"`` writes a tiny learnable data set in
@@ -30,12 +34,14 @@ from __future__ import annotations
 import _codecs
 import hashlib
 import io
+import json
 import os
 import pickle
 import shutil
 import struct
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +77,8 @@ CIFAR100_MD5 = {
     "meta": "7973b15100ade9c7d40fb424638fde48",
 }
 
-DEV_COPY_HINT = "build the development copy with `.venv/bin/python ../shared/data/make_cifar10.py data`"
+GET_DATA_HINT = ("run `make data` (downloads the official CIFAR-10, checksum verified) or `make data "
+                 "ARCHIVE=path` (a local cifar-10-python.tar.gz, or an image-folder archive train/<class>/*.png)")
 
 
 class DataError(Exception):
@@ -282,6 +289,42 @@ def _md5(path: Path) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
+# Provenance: superconv-source.json beside the batch files (written by superconv.data_archive, `make data`)
+
+SOURCE_FILE = "superconv-source.json"
+# The official files and their md5 (torchvision.datasets.CIFAR10 / CIFAR100: url, filename, tgz_md5).
+URLS = {
+    "cifar10": ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "cifar-10-python.tar.gz",
+                "c58f30108f718f92721af3b95e74349a"),
+    "cifar100": ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "cifar-100-python.tar.gz",
+                 "eb9058c3a382ffc7106e4002c42a8d85"),
+}
+
+
+def _digests(path: Path) -> tuple[str, str]:
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+            md5.update(block)
+    return sha.hexdigest(), md5.hexdigest()
+
+
+def read_source(folder: str | os.PathLike) -> dict:
+    """The data folder's provenance record; `{"route": "unknown"}` when it has none (or it is unreadable)."""
+    try:
+        rec = json.loads((Path(folder) / SOURCE_FILE).read_text(encoding="utf-8"))
+        return rec if isinstance(rec, dict) else {"route": "unknown"}
+    except (OSError, ValueError):
+        return {"route": "unknown"}
+
+
+def write_source(folder: str | os.PathLike, record: dict) -> None:
+    rec = {**record, "written_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    (Path(folder) / SOURCE_FILE).write_text(json.dumps(rec, indent=1) + "\n", encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------------
 # Loading
 
 
@@ -295,6 +338,7 @@ class Split:
     test_y: torch.Tensor
     num_classes: int
     classes: list[str]
+    source: dict = field(default_factory=lambda: {"route": "unknown"})  # superconv-source.json (provenance)
 
 
 def _missing(folder: Path, layout: _Layout) -> list[str]:
@@ -306,9 +350,11 @@ def _not_found_message(layout: _Layout, folder: Path, missing: list[str], name: 
     hint = ""
     if (folder.parent / missing[0]).is_file():
         hint = f" (the files seem to be directly in {folder.parent}: point the data dir at its parent instead)"
-    how = "set paths.data_dir or SUPERCONV_DATA, allow data.download=true"
+    how = "set paths.data_dir or SUPERCONV_DATA to where it is, allow data.download=true"
     if name == "cifar10":
-        how += f", or {DEV_COPY_HINT}"
+        how += f", or {GET_DATA_HINT}"
+    else:
+        how += ", or run `make data DATASET=cifar100` (download) or `make data DATASET=cifar100 ARCHIVE=path`"
     return f"{layout.title} {what} in {folder}{hint}{extra}: {how}"
 
 
@@ -319,6 +365,7 @@ def _download(name: str, root: Path, layout: _Layout, folder: Path) -> None:
         cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
         root.mkdir(parents=True, exist_ok=True)
         cls(root=str(root), train=True, download=True)
+        _record_download(name, root, folder)
     except Exception as e:  # network errors, permission errors, torchvision's integrity errors
         missing = _missing(folder, layout) or [layout.train_files[0]]
         raise DataError(
@@ -328,13 +375,24 @@ def _download(name: str, root: Path, layout: _Layout, folder: Path) -> None:
         ) from None
 
 
+def _record_download(name: str, root: Path, folder: Path) -> None:
+    """The provenance record of a torchvision download (its archive's sha256 when torchvision left it)."""
+    url, filename, md5 = URLS[name]
+    rec = {"dataset": name, "route": "download", "url": url, "archive": filename}
+    if (root / filename).is_file():
+        sha, got = _digests(root / filename)
+        rec.update(archive_sha256=sha, official_md5=got == md5)
+    if folder.is_dir():
+        write_source(folder, rec)
+
+
 def load_dataset(name: str, data_dir, *, download: bool = False, verify_md5: bool = False) -> Split:
     """Read a whole dataset into CPU tensors.
 
     ``name``: ``cifar10`` (``<data_dir>/cifar-10-batches-py``), ``cifar100``
     (``<data_dir>/cifar-100-python``) or ``synthetic`` (``<data_dir>/synthetic/cifar-10-batches-py``,
     written by :func:`write_synthetic` if missing; ``download`` is ignored). ``verify_md5`` compares
-    every file with the official release's md5 first (the development copy and synthetic data fail
+    every file with the official release's md5 first (a copy built from images and synthetic data fail
     this by design).
     """
     if name not in DATASETS:
@@ -369,8 +427,8 @@ def load_dataset(name: str, data_dir, *, download: bool = False, verify_md5: boo
             if got != layout.md5[fname]:
                 raise DataError(
                     f"md5 mismatch for {folder / fname} (got {got}, official {layout.title} "
-                    f"{layout.md5[fname]}): it is not the official release; the development copy "
-                    "(make_cifar10.py, re-encoded from JPEG) and synthetic data fail this check by "
+                    f"{layout.md5[fname]}): it is not the official release; a copy built from an image "
+                    "archive (re-encoded) and synthetic data fail this check by "
                     "design; set data.verify_md5=false to use them, or obtain the official files"
                 )
 
@@ -393,7 +451,8 @@ def load_dataset(name: str, data_dir, *, download: bool = False, verify_md5: boo
 
     train_x, train_y = read(layout.train_files)
     test_x, test_y = read(layout.test_files)
-    return Split(train_x, train_y, test_x, test_y, num_classes=len(classes), classes=classes)
+    source = {"route": "synthetic"} if name == "synthetic" else read_source(folder)
+    return Split(train_x, train_y, test_x, test_y, num_classes=len(classes), classes=classes, source=source)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ class Parts:
     step_model: torch.nn.Module | None = None  # the model the training step calls (torch.compile'd); None: model
     # (compared with `is None`: a compiled module refuses bool(), which asks its len())
     lr_estimate: LREstimate | None = None  # the Hessian-free LR estimate (train.lr_estimate_every); None: off
+    data_source: dict | None = None  # where the data came from (superconv.data.Split.source), for the summary
 
     @property
     def seed(self) -> int:

@@ -1,6 +1,6 @@
 """Optimizers with the paper's weight-decay split, and per-step hyperparameter updates.
 
-The paper's Caffe protocol (PAPER.md §1) puts weight decay 1e-4 on conv and FC weights, the FC bias and
+The paper's Caffe protocol (docs/PROTOCOL.md §1) puts weight decay 1e-4 on conv and FC weights, the FC bias and
 the BN scale and shift, but NOT on conv biases (``decay="paper"``). ``decay="weights_only"`` is the
 common modern choice: conv and FC weights only. Parameters are classified by the type of the module
 that owns them, never by name; a parameter owned by any other module type raises, so none can be
@@ -115,8 +115,8 @@ def build_optimizer(model: nn.Module, cfg: Mapping, lr: float) -> torch.optim.Op
 def check_cfg(cfg: Mapping) -> tuple:
     """Validate the `optim` config (one-line ValueError naming the key); return its values with defaults."""
     name = cfg.get("name", "sgd")
-    momentum = cfg.get("momentum", 0.9)  # PAPER.md §1: constant momentum 0.9
-    weight_decay = cfg.get("weight_decay", 1e-4)  # PAPER.md §1 / Fig 10b: 1e-4
+    momentum = cfg.get("momentum", 0.9)  # docs/PROTOCOL.md §1: constant momentum 0.9
+    weight_decay = cfg.get("weight_decay", 1e-4)  # docs/PROTOCOL.md §1 / Fig 10b: 1e-4
     nesterov = cfg.get("nesterov", False)  # Fig 8: CLR + Nesterov
     decay = cfg.get("decay", "paper")
     lr_scale = cfg.get("lr_scale", 1.0)  # schedule LR -> optimizer LR (Fig 8 Adam: 0.01)

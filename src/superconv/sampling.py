@@ -3,7 +3,7 @@
 Why it is built this way:
 
 * **Augmentation is batched tensor ops on the device** (no DataLoader workers, no PIL, no per-sample
-  Python loop): the 2-CPU development machine and a GPU run are equally served, and every random
+  Python loop): a 2-core CPU and a GPU run are equally served, and every random
   draw comes from one seeded ``torch.Generator``, so runs are reproducible.
 * **Batch order is a pure function of (seed, epoch, position)**, so a resumed run draws exactly the
   indices the uninterrupted run would have drawn.

@@ -149,7 +149,7 @@ def prepare(c: dict, schedule: Schedule, store: RunDir | None = None) -> Parts:
                  train_y=train_y, test_x=test_x, test_y=test_y, eval_x=test_x[test_idx.to(device)],
                  eval_y=test_y[test_idx.to(device)], num_classes=split.num_classes, augment=augment, order=order,
                  device=device, amp_dtype=amp_dtype, step_model=step_model,
-                 lr_estimate=LREstimate(model.parameters(), every) if every else None)
+                 lr_estimate=LREstimate(model.parameters(), every) if every else None, data_source=split.source)
 
 
 def load_config(cfg) -> tuple[dict, Schedule, RunDir]:
@@ -188,6 +188,7 @@ def provenance(s: Parts, command: str | None, job_type: str) -> dict:
         "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "experiment": s.c["experiment_name"],
         "job_type": job_type,
+        "data_source": s.data_source or {"route": "unknown"},
     }
 
 

@@ -1,6 +1,6 @@
 """BatchNorm over groups of images fused with the ReLU (and residual add) after it: a CPU kernel built at first use.
 
-Why: on a 2-core CPU the paper's BN layers cost ~30% of a bf16 training step (issue 15's profile), more than
+Why: on a 2-core CPU the paper's BN layers cost ~30% of a bf16 training step (superconv.profile), more than
 their arithmetic: PyTorch runs one native batch_norm per BN group, concatenates the groups, then a separate ReLU
 pass, and the backward adds a split, a concatenation and threshold_backward. `csrc/group_bn.cpp` does a layer in
 two passes over each group's rows (both moments, then the output), and its backward in two (the sums, then the

@@ -2,7 +2,7 @@
 
 ``paper``
     The network of the official Caffe code of Smith & Topin, "Super-Convergence"
-    (see ``docs/PAPER.md`` §1 in the shared docs). Stride-1 stem conv3x3(3->16)-BN-ReLU,
+    (see ``docs/PROTOCOL.md`` §1). Stride-1 stem conv3x3(3->16)-BN-ReLU,
     3 stages of n basic blocks at 16/32/64 channels, global 8x8 average pool, FC.
     All convolutions have biases. The first block of stages 2 and 3 is unusual:
 
