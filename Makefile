@@ -58,7 +58,7 @@ cpu-bf16-check: install ## on a CPU with bf16 instructions: bench x2, profile wi
 plan: install ## the runs `make reproduce SCALE=...` would launch, how many are done, their cost on this machine
 	$(PY) -m experiments.plan --scale $(SCALE)
 
-reproduce: install ## every run of SCALE (smoke|mini|paper; ONLY=exp1,exp2 for some), then tables, figures, report; idempotent
+reproduce: install ## every run of SCALE (smoke|mini|frontier|paper; ONLY=exp1,exp2 for some), then tables, figures, report; idempotent
 	$(PY) -m experiments.reproduce --scale $(SCALE) $(if $(ONLY),--only $(ONLY)) $(if $(REFERENCE),--reference $(REFERENCE)) $(ARGS)
 
 BUDGET ?= 540
