@@ -126,26 +126,43 @@ def test_plan_without_a_rate_says_how_to_get_one(tmp_path, capsys, monkeypatch):
 
 def test_the_frontier_study_is_a_budget_ladder_at_the_papers_protocol():
     """Every rung at batch 1000 (BN groups of 125), ResNet-20, fp32, 2 seeds; CLR/1cycle and PC-LR at equal
-    budgets where both run; budgets double; ~25 evaluations per run; cheapest first within each training set."""
+    budgets where both run; budgets double; ~25 evaluations per run; cheapest first within each training set.
+    Each run's config is composed in-process exactly as its suite job would compose it (the suite's Hydra dry
+    run itself is the mini study's test above)."""
+    import itertools
     from collections import Counter, defaultdict
 
-    from experiments.plan import plan
-    from experiments.suites import FRONTIER_FULL, FRONTIER_SUBSET, FRONTIER_SUBSET_PCLR
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
 
-    rows = plan("frontier")
-    assert {(r["precision"], r["depth"], r["batch_size"], r["eval_subset"]) for r in rows} == {("fp32", 20, 1000, 2000)}
+    from experiments.suites import FRONTIER_FULL, FRONTIER_SUBSET, FRONTIER_SUBSET_PCLR, frontier
+    from superconv.config import CONF_DIR
+
+    rows = []
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        for job in frontier():
+            keys = [o.split("=", 1) for o in job.overrides]
+            for values in itertools.product(*(v.split(",") for _, v in keys)):
+                pinned = [f"{k}={v}" for (k, _), v in zip(keys, values)]
+                c = OmegaConf.to_container(compose("config", overrides=[f"experiment={job.experiment}",
+                                                                        "scale=frontier", *pinned]), resolve=True)
+                rows.append((c, dict(o.split("=", 1) for o in pinned)))
+    tr = [c["train"] for c, _ in rows]
+    assert {(t["precision"], t["batch_size"], t["eval_subset"]) for t in tr} == {("fp32", 1000, 2000)}
+    assert {c["model"]["depth"] for c, _ in rows} == {20} and {c["model"]["bn_group"] for c, _ in rows} == {125}
     budgets = defaultdict(set)
-    for r in rows:
-        fraction = r["run_dir"].split("data.fraction=")[1].split(",")[0]
-        protocol = r["run_dir"].split("protocol=")[1].split(",")[0]
-        budgets[fraction, protocol].add(r["iterations"])
-        assert r["iterations"] // r["eval_every"] == 25, r["run_dir"]
+    for c, o in rows:
+        budgets[o["data.fraction"], o["protocol"]].add(c["train"]["iterations"])
+        assert c["train"]["iterations"] // c["train"]["eval_every"] == 25, o
     assert budgets["0.2", "clr"] == budgets["0.2", "one_cycle"] == set(FRONTIER_SUBSET)
     assert budgets["0.2", "pclr"] == set(FRONTIER_SUBSET_PCLR) and max(FRONTIER_SUBSET_PCLR) >= 8 * FRONTIER_SUBSET[2]
     assert budgets["1", "clr"] == budgets["1", "one_cycle"] == budgets["1", "pclr"] == set(FRONTIER_FULL)
     for ladder in (FRONTIER_SUBSET, FRONTIER_SUBSET_PCLR, FRONTIER_FULL):
         assert all(b == 2 * a for a, b in zip(ladder, ladder[1:])), ladder
-    configs = Counter(r["run_dir"].rsplit(",seed=", 1)[0] for r in rows)
+    configs = Counter(tuple(sorted((k, v) for k, v in o.items() if k != "seed")) for _, o in rows)
     assert set(configs.values()) == {2}
-    subset = [r["images"] for r in rows if "data.fraction=0.2," in r["run_dir"]]
-    assert subset == sorted(subset) and rows[0]["run_dir"].startswith("results/frontier/data.fraction=0.2,")
+    subset = [c["train"]["iterations"] for c, o in rows if o["data.fraction"] == "0.2"]
+    assert subset == sorted(subset) and rows[0][1]["data.fraction"] == "0.2"
+    # the BN horizon shrinks with the run: CLR at 400 iterations keeps Caffe's 0.95 over 1/25 of the paper's length
+    clr400 = next(c for c, o in rows if o["protocol"] == "clr" and c["train"]["iterations"] == 400)
+    assert clr400["model"]["bn_momentum"] == pytest.approx(1 - 0.95 ** 25, abs=1e-6)
