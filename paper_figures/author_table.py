@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
-import hashlib
 import io
 import json
 import math
@@ -35,6 +34,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+
+from superconv.data import file_digest
 
 from .caffe_log import CaffeLog, read_reference_dir
 
@@ -58,14 +59,6 @@ def _cell(v) -> str:
         return ""
     v = float(v)
     return "nan" if math.isnan(v) else repr(v)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def render(logs: dict[str, CaffeLog]) -> tuple[bytes, bytes]:
@@ -94,7 +87,7 @@ def render(logs: dict[str, CaffeLog]) -> tuple[bytes, bytes]:
         gz.write(text.getvalue().encode("utf-8"))
     solvers = {
         "source": SOURCE,
-        "logs": {name: {"file": logs[name].path.name, "sha256": _sha256(logs[name].path),
+        "logs": {name: {"file": logs[name].path.name, "sha256": file_digest(logs[name].path, "sha256"),
                         "solver": logs[name].solver,
                         "bn_moving_average_fraction": logs[name].bn_moving_average_fraction}
                  for name in sorted(logs)},

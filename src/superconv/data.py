@@ -49,6 +49,7 @@ import torch
 
 __all__ = [
     "DataError",
+    "file_digest",
     "Split",
     "load_dataset",
     "write_synthetic",
@@ -280,8 +281,9 @@ def _read_names(path: Path, names_key: bytes) -> list[str]:
     return [_as_text(n) for n in names]
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    """The hex digest of a file, read in 1 MiB blocks (the official release's md5s, archives' sha256)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
@@ -423,7 +425,7 @@ def load_dataset(name: str, data_dir, *, download: bool = False, verify_md5: boo
 
     if verify_md5:
         for fname in _all_files(layout):
-            got = _md5(folder / fname)
+            got = file_digest(folder / fname)
             if got != layout.md5[fname]:
                 raise DataError(
                     f"md5 mismatch for {folder / fname} (got {got}, official {layout.title} "
