@@ -231,12 +231,16 @@ def speedup_table(rows: pd.DataFrame) -> list[str]:
     sp = speedups(rows)
     if sp.empty:
         return ["No speedup factor yet: it needs finished runs of a cyclic schedule and of PC-LR at one fraction."]
+    base = rows[rows["schedule"] == BASELINE]
+    ladder = {f: (int(g["iterations"].min()), int(g["iterations"].max())) for f, g in base.groupby("fraction")}
     lines = ["| fraction | schedule | budget (iterations) | its accuracy % (n) | PC-LR budget to match it | "
-             "interval (seeds x PC-LR seeds) |", "|---|---|---|---|---|---|"]
+             "interval (seeds x PC-LR seeds) | PC-LR budgets finished |", "|---|---|---|---|---|---|---|"]
     for _, r in sp.iterrows():
+        lo, hi = ladder[r["fraction"]]
         lines.append(f"| {r['fraction']:g} | {SCHEDULES[r['schedule']]} | {r['iterations']} | "
                      f"{_pct(r['accuracy'])} (n={r['n']}) | **{r['factor'].text()}** | "
-                     f"{r['low'].text()} to {r['high'].text()} (n = {r['n']} x {r['n_baseline']}) |")
+                     f"{r['low'].text()} to {r['high'].text()} (n = {r['n']} x {r['n_baseline']}) | {lo}-{hi} it |")
+    lines += ["", "A bound (\"< kx\", \"> kx\") means the match lies outside the PC-LR budgets finished so far."]
     return lines
 
 

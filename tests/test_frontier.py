@@ -50,7 +50,7 @@ def test_the_speedup_factor_and_its_interval_from_the_seeds():
     assert clr["high"].value == pytest.approx(math.exp(math.log(400) + 0.3 * math.log(2)) / 100)
     assert sp.loc["one_cycle", "factor"] == Factor(8.0, ">")  # PC-LR never reaches 95% on this ladder
     lines = frontier.speedup_table(frame(*rows))
-    assert "| 0.2 | CLR | 100 | 70.00 (n=2) | **4x** |" in lines[2] and "(n = 2 x 2)" in lines[2]
+    assert "| 0.2 | CLR | 100 | 70.00 (n=2) | **4x** |" in lines[2] and "(n = 2 x 2) | 100-800 it |" in lines[2]
 
 
 def test_table1_at_converged_length_is_the_first_converged_clr_budget_against_8x():
