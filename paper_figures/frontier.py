@@ -184,6 +184,8 @@ def draw(runs: pd.DataFrame, summaries: pd.DataFrame, out_dir: Path, reference=N
     fractions = sorted(set(table["fraction"].astype(float)) | set(FRACTIONS))  # the study's panels, run or not
     fig, axes = plt.subplots(1, len(fractions), figsize=(5.0 * len(fractions), 3.8), squeeze=False, sharey=True)
     colours = dict(zip(SCHEDULES, sns.color_palette(n_colors=len(SCHEDULES))))
+    images = table["images"].astype(float).tolist() + [1e5, 1e6]  # every panel spans the same budgets, at least the
+    xlim = (min(images) / 1.4, max(images) * 1.4)                    # study's first decade, so panels compare
     for ax, fraction in zip(axes[0], fractions):
         part = rows[np.isclose(rows["fraction"].astype(float), fraction)] if not rows.empty else rows
         for schedule, label in SCHEDULES.items():
@@ -202,6 +204,7 @@ def draw(runs: pd.DataFrame, summaries: pd.DataFrame, out_dir: Path, reference=N
                     label=f"{label} train")
         ax.axhline(UNDERFIT_BELOW, color="grey", linewidth=0.6, linestyle=":")
         ax.set_xscale("log")
+        ax.set_xlim(*xlim)
         ax.set_ylim(0.0, 1.02)
         ax.set_xlabel("training images (iterations x batch 1000)")
         ax.set_title(f"fraction {fraction:g} ({int(round(50_000 * fraction)):,} training images)")
