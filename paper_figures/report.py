@@ -524,7 +524,7 @@ def render_report(summaries: pd.DataFrame, reference: Mapping[str, CaffeLog] | N
         for (name, sv), (_, scale, part) in zip(v.scales, by_setting(pool, summaries)):
             title = f"{scale} scale" + name[len(scale):]
             out += [f"#### {claim.id} at {title}", ""] + _table(claim, sv, part, reference) + [""]
-    known = {e for c in CLAIMS for e in c.experiments}
+    known = {e for c in CLAIMS for e in c.experiments} | {frontier.EXPERIMENT}  # the frontier: its own section
     others = sorted(set(summaries["experiment"].dropna().astype(str)) - known) if n and "experiment" in summaries else []
     if others:
         counts = summaries["experiment"].value_counts().to_dict()
