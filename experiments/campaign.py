@@ -114,8 +114,9 @@ class Attempt:
 
 def suite_entries(raw: dict, position: int, where: str) -> list[Entry]:
     """`suite: <scale>` (with `why`): every run of that scale's suite (experiments.suites), in the suite's order,
-    one entry each with every sweep key pinned (`scale=<scale>` first), at this position of the list."""
-    from .suites import SCALES, suite
+    one entry each with every sweep key pinned (`scale=<scale>` first; suites.job_runs), at this position of the
+    list."""
+    from .suites import SCALES, job_runs, suite
 
     scale = raw["suite"]
     if scale not in SCALES or scale in ("smoke", "paper"):
@@ -126,9 +127,7 @@ def suite_entries(raw: dict, position: int, where: str) -> list[Entry]:
         raise CampaignError(f"{where} (suite {scale}): needs a `why` (the reason for its place in the list)")
     out = []
     for job in suite(scale):
-        keys = [o.split("=", 1) for o in job.overrides]
-        for values in itertools.product(*(v.split(",") for _, v in keys)):
-            pinned = tuple(f"{k}={v}" for (k, _), v in zip(keys, values))
+        for pinned in job_runs(job):
             out.append(Entry(position, job.experiment, (f"scale={scale}", *pinned), False,
                              " ".join(raw["why"].split()), None))
     return out

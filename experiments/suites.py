@@ -61,10 +61,10 @@ MINI = (
 # through length_factor (CLR and 1cycle: 10k x factor, PC-LR: 80k x factor), so the paper's shapes and BN
 # horizons hold at every length. Listed cheapest first within each priority, so that a study cut short has the
 # whole lower frontier: priority 1 the Table-1 10k-image subset (data.fraction 0.2, the paper's largest gap,
-# 10 iterations per epoch), priority 2 the full training set (Fig 1a, 50 iterations per epoch).
-# The ladder's top: CLR's convergence point (final training accuracy >= 97%, docs/PROTOCOL.md) is not known
-# before its first runs; the rungs below cover CLR converging by 400 iterations (two rungs past it: 1600) and
-# PC-LR to 8x that. Rungs are added above once the lower ones say where CLR converges.
+# 10 iterations per epoch), priority 2 the full training set (Fig 1a, 50 iterations per epoch), then the
+# paper's sweeps at the converged CLR length, then Fig 5b.
+# The ladder's top: CLR first converges (final training accuracy >= 97%, docs/PROTOCOL.md) at 400 iterations on
+# the 10k subset, so the ladder runs two rungs past it (1600) and PC-LR to 8x it (3200).
 FRONTIER_SEEDS = "seed=0,1"  # >= 2 at every point a verdict or a speedup factor uses
 FRONTIER_SUBSET = (100, 200, 400, 800, 1600)  # CLR and 1cycle budgets on the 10k subset (iterations)
 FRONTIER_SUBSET_PCLR = (100, 200, 400, 800, 1600, 3200)  # PC-LR: up to 8x the first converged CLR budget
@@ -86,17 +86,67 @@ def _rung(fraction: float, budget: int, protocols: tuple[str, ...], why: str) ->
     return jobs
 
 
-def frontier() -> tuple[Job, ...]:
+def _ladder() -> list[Job]:
     jobs = []
     for b in sorted(set(FRONTIER_SUBSET) | set(FRONTIER_SUBSET_PCLR)):
         protocols = (("clr", "one_cycle") if b in FRONTIER_SUBSET else ()) + (
             ("pclr",) if b in FRONTIER_SUBSET_PCLR else ())
         jobs += _rung(0.2, b, protocols, f"frontier, 10k-image subset: budget {b} iterations of batch 1000 "
                                          f"({b // 10} epochs), {', '.join(protocols)}, 2 seeds")
+    return jobs
+
+
+def _full_set() -> list[Job]:
+    jobs = []
     for b in FRONTIER_FULL:
         jobs += _rung(1.0, b, ("clr", "one_cycle", "pclr"), f"frontier, full training set: budget {b} iterations "
                                                               f"of batch 1000 ({b // 50} epochs), every schedule, 2 seeds")
-    return tuple(jobs)
+    return jobs
+
+
+# The paper's sweeps, re-run where the CLR run has finished learning: the first budget on the 10k subset whose
+# CLR runs both ended at >= 97% training accuracy (400 iterations: 98.8% and 99.2%, 40 epochs; results/frontier).
+FRONTIER_CONVERGED = 400  # iterations of batch 1000 (CLR on the 10k subset)
+FRONTIER_BATCHES = (1536, 512, 256)  # Fig 9a's batches besides 1000 (the frontier's own CLR runs at this budget)
+
+
+def _bn_horizon() -> Job:
+    top = max(FRONTIER_SUBSET_PCLR)
+    return Job("bn_horizon", ("data.fraction=0.2", length_factor(top, "pclr"), "model.bn_momentum=0.001", "seed=0"),
+               f"BN horizon of the baseline: PC-LR at the ladder's top ({top} iterations) with the paper's unscaled "
+               "Caffe fraction 0.999 (momentum 0.001) instead of the scaled one: does the author's failure (test "
+               "near chance while training fits) appear at this length? 1 seed")
+
+
+def converged_length() -> list[Job]:
+    """The paper's sweeps and Fig 5b at the converged CLR length."""
+    clr = length_factor(FRONTIER_CONVERGED, "clr")  # CLR 400 iterations
+    batches = ",".join(map(str, FRONTIER_BATCHES))
+    return [
+        Job("fig10b_weight_decay", ("optim.weight_decay=1e-3,1e-4,1e-5", "data.fraction=0.2", clr, FRONTIER_SEEDS),
+            f"Fig 10b at the converged CLR length: weight decay on CLR {FRONTIER_CONVERGED} iterations of the 10k "
+            "subset, 2 seeds", "fig10b_weight_decay"),
+        Job("fig9b_dropout", ("model.dropout=0.0,0.2", "model.dropout_at=blocks", "data.fraction=0.2", clr,
+                              FRONTIER_SEEDS),
+            f"Fig 9b at the converged CLR length: dropout after every BN in the blocks (the author's placement), "
+            f"CLR {FRONTIER_CONVERGED} iterations, 2 seeds", "fig9b_dropout"),
+        Job("fig9a_batch", (f"train.batch_size={batches}", "data.fraction=0.2", clr, FRONTIER_SEEDS),
+            f"Fig 9a at the converged CLR length, iterations held ({FRONTIER_CONVERGED}) as the paper held its 10k: "
+            "larger batches see more epochs; batch 1000 is the frontier's own CLR run, 2 seeds", "fig9a_batch"),
+        Job("fig9a_batch_epochs", (f"train.batch_size={batches}", "data.fraction=0.2", clr, FRONTIER_SEEDS),
+            f"Fig 9a at a fixed number of epochs ({FRONTIER_CONVERGED // 10} of the 10k subset, the images of CLR "
+            f"{FRONTIER_CONVERGED} iterations at batch 1000), so batch and epochs are not confounded, 2 seeds",
+            "fig9a_batch_epochs"),
+        Job("fig5b_lr_estimate", ("data.fraction=0.2", clr, "seed=0"),
+            f"Fig 5b at the converged CLR length: the LR estimate under constant LR 0.1 and under CLR, "
+            f"{FRONTIER_CONVERGED} iterations of the 10k subset, 1 seed each", "fig5b_clr"),
+    ]
+
+
+def frontier() -> tuple[Job, ...]:
+    """The study, most important first (a study cut short keeps the head): the 10k-subset ladder, whose top is
+    Table 1 at 8x, the BN horizon run, the full set, the sweeps at the converged CLR length, then Fig 5b."""
+    return tuple([*_ladder(), _bn_horizon(), *_full_set(), *converged_length()])
 
 
 # Smoke runs every experiment with its whole sweep, except values the tiny synthetic set cannot hold.
@@ -117,6 +167,21 @@ def suite(scale: str) -> tuple[Job, ...]:
     if scale == "paper":
         return tuple(Job(e) for e in all_experiments())
     raise ValueError(f"SCALE={scale!r}: must be one of {', '.join(SCALES)}")
+
+
+def job_runs(job: Job) -> list[tuple[str, ...]]:
+    """Every run of a job as pinned overrides: the job's values, and for the keys of the experiment's own sweep
+    that the job leaves open (fig5b's schedule), the experiment's values, as Hydra's multirun expands them."""
+    import itertools
+
+    import yaml
+
+    data = yaml.safe_load((CONF_EXPERIMENTS / f"{job.experiment}.yaml").read_text(encoding="utf-8")) or {}
+    own = ((data.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
+    keys = [o.split("=", 1) for o in job.overrides]
+    keys += [(k, str(v)) for k, v in own.items() if k not in dict(keys)]
+    return [tuple(f"{k}={v}" for (k, _), v in zip(keys, values))
+            for values in itertools.product(*(v.split(",") for _, v in keys))]
 
 
 def command(job: Job, scale: str, python: str = "python") -> list[str]:

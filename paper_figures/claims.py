@@ -194,6 +194,12 @@ CLAIMS: tuple[Claim, ...] = (
           refs=(Ref(_w(batch_size=1536), "92.1"), Ref(_w(batch_size=1000), "92.4", "clr3SS5kFig1a"),
                 Ref(_w(batch_size=512), "91.7"), Ref(_w(batch_size=256), "89.5")), figure="sweep_batch_size",
           regime=SWEEP, headline="the largest batch beats the smallest"),
+    Claim("fig9a_batch_epochs", "Fig 9a, fixed epochs (ours)", "Not in the paper: with the epochs held instead of "
+          "the iterations (every batch sees the same images), the largest batch still beats the smallest; tells "
+          "the batch's effect from the extra epochs a larger batch gets in Fig 9a", "not in the paper", "better",
+          ("fig9a_batch_epochs",), where=CLR, a=Group("largest batch", _w(batch_size=MAX)),
+          b=Group("smallest batch", _w(batch_size=MIN)), sweep="batch_size", figure="sweep_batch_size_epochs",
+          regime=SWEEP, headline="epochs held: the largest batch beats the smallest (ours)"),
     Claim("fig9b_dropout", "Fig 9b", "Dropout 0.2 gives a small improvement over no dropout", "qualitative: small gain",
           "better", ("fig9b_dropout",), where=CLR, a=Group("dropout 0.2", _w(dropout=0.2)),
           b=Group("no dropout", _w(dropout=0.0)), sweep="dropout",

@@ -229,8 +229,14 @@ def test_the_paper_list_plans_one_run_per_entry_in_reproduces_directories(tmp_pa
     assert len({r.id for r in runs}) == len(runs) >= 60
     # the frontier study comes first, run for run in the directories `make reproduce SCALE=frontier` gives them
     # (those are checked against Hydra's dry run by test_experiments)
-    study = [r for r in runs if r.id.startswith("frontier/")]
-    assert runs[:len(study)] == study and len(study) == 50
+    from experiments.suites import frontier, job_runs
+
+    study = [r for r in runs if "scale=frontier" in r.entry.overrides]
+    assert runs[:len(study)] == study and len(study) == sum(len(job_runs(j)) for j in frontier()) >= 50
+    # a job that leaves its experiment's own sweep open (fig5b: constant and CLR) plans both runs
+    assert [r.id for r in study if r.id.startswith("fig5b")] == [
+        "fig5b_lr_estimate/data.fraction=0.2,length_factor=0.04,scale=frontier,schedule=constant,seed=0",
+        "fig5b_lr_estimate/data.fraction=0.2,length_factor=0.04,scale=frontier,schedule=clr,seed=0"]
     assert [r.id for r in study[:3]] == [
         "frontier/data.fraction=0.2,length_factor=0.01,protocol=clr,scale=frontier,seed=0",
         "frontier/data.fraction=0.2,length_factor=0.01,protocol=clr,scale=frontier,seed=1",
@@ -385,5 +391,7 @@ def test_a_suite_entry_must_name_a_curated_suite_and_say_why(tmp_path):
             campaign.load_list(listing)
     listing.write_text("- suite: mini\n  why: the mini study\n")
     entries = campaign.load_list(listing)
-    assert entries[0].overrides == ("scale=mini", "data.fraction=0.2", "seed=0") and not entries[0].sweep
-    assert entries[1].overrides == ("scale=mini", "data.fraction=0.2", "seed=1")
+    # fig6a_fraction's own sweep (protocol) is pinned too: every entry is one run
+    assert entries[0].overrides == ("scale=mini", "data.fraction=0.2", "seed=0", "protocol=clr") and not entries[0].sweep
+    assert entries[1].overrides == ("scale=mini", "data.fraction=0.2", "seed=0", "protocol=pclr")
+    assert len(campaign.plan(entries, tmp_path / "out", [])) == len(entries)

@@ -164,3 +164,19 @@ def test_every_shipped_option_sets_only_known_keys():
             c = OmegaConf.to_container(compose("config", overrides=extra), resolve=True)
             c.pop("hydra", None)
             check_known_keys(c)
+
+
+def test_the_fixed_epoch_batch_sweep_trains_the_fig1a_runs_images_at_every_batch():
+    """fig9a_batch_epochs: iterations x batch = 10k x 1000 (to within one batch) at paper scale, and the same
+    ratio at a smaller length_factor; the CLR peak stays at half the run; a bad batch is named in one line."""
+    from superconv.config import same_images
+
+    for batch, iterations in ((1536, 6510), (512, 19531), (256, 39062)):
+        c = composed("experiment=fig9a_batch_epochs", f"train.batch_size={batch}")
+        assert (c["train"]["iterations"], c["schedule"]["peak_at"], c["model"]["bn_momentum"]) == (iterations, 0.5, 0.05)
+        assert abs(iterations * batch - 10_000_000) < batch
+    c = composed("experiment=fig9a_batch_epochs", "scale=frontier", "train.batch_size=512", "length_factor=0.04")
+    assert c["train"]["iterations"] == 781  # 40 epochs of a 10k-image subset
+    assert same_images(10_000, 1000) == 10_000
+    with pytest.raises(ValueError, match=r"^train.batch_size=0 must be a positive integer$"):
+        same_images(10_000, 0)

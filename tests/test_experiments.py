@@ -140,7 +140,7 @@ def test_the_frontier_study_is_a_budget_ladder_at_the_papers_protocol():
 
     rows = []
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        for job in frontier():
+        for job in (j for j in frontier() if j.experiment == "frontier"):
             keys = [o.split("=", 1) for o in job.overrides]
             for values in itertools.product(*(v.split(",") for _, v in keys)):
                 pinned = [f"{k}={v}" for (k, _), v in zip(keys, values)]
@@ -166,3 +166,59 @@ def test_the_frontier_study_is_a_budget_ladder_at_the_papers_protocol():
     # the BN horizon shrinks with the run: CLR at 400 iterations keeps Caffe's 0.95 over 1/25 of the paper's length
     clr400 = next(c for c, o in rows if o["protocol"] == "clr" and c["train"]["iterations"] == 400)
     assert clr400["model"]["bn_momentum"] == pytest.approx(1 - 0.95 ** 25, abs=1e-6)
+
+
+def _composed(job) -> list[dict]:
+    """Every run of a suite job, composed in-process at scale=frontier as the job's multirun composes it."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from experiments.suites import job_runs
+    from superconv.config import CONF_DIR
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return [OmegaConf.to_container(compose("config", overrides=[
+            f"experiment={job.experiment}", "scale=frontier", *pinned]), resolve=True) for pinned in job_runs(job)]
+
+
+def test_the_frontier_sweeps_run_at_the_converged_clr_length_and_hold_epochs_or_iterations():
+    """After the ladder: the BN-horizon run at the ladder's top, the full set, then the paper's sweeps on the 10k
+    subset at the first converged CLR budget (2 seeds), Fig 9a both at fixed iterations and at fixed epochs, and
+    Fig 5b (1 seed); each job names a claim that judges its experiment."""
+    from paper_figures.claims import CLAIMS
+
+    from experiments.suites import FRONTIER_CONVERGED, FRONTIER_SUBSET, FRONTIER_SUBSET_PCLR, frontier
+
+    jobs = frontier()
+    order = [j.experiment for j in jobs]
+    first_full = next(i for i, j in enumerate(jobs) if "data.fraction=1" in j.overrides)
+    assert order.index("bn_horizon") < first_full < order.index("fig10b_weight_decay") < order.index(
+        "fig5b_lr_estimate") == len(jobs) - 1
+    assert FRONTIER_CONVERGED in FRONTIER_SUBSET and FRONTIER_SUBSET.index(FRONTIER_CONVERGED) == len(FRONTIER_SUBSET) - 3
+    claims = {c.id: c for c in CLAIMS}
+    by_exp: dict[str, list[dict]] = {}
+    for job in jobs[order.index("bn_horizon"):]:
+        if job.experiment == "frontier":
+            continue
+        assert job.claim == "" if job.experiment == "bn_horizon" else job.experiment in claims[job.claim].experiments
+        by_exp.setdefault(job.experiment, []).extend(_composed(job))
+    (bn,) = by_exp["bn_horizon"]
+    assert (bn["protocol"], bn["train"]["iterations"], bn["model"]["bn_momentum"]) == (
+        "pclr", max(FRONTIER_SUBSET_PCLR), 0.001)
+    for exp in ("fig10b_weight_decay", "fig9b_dropout", "fig9a_batch", "fig9a_batch_epochs", "fig5b_lr_estimate"):
+        for c in by_exp[exp]:
+            assert (c["model"]["depth"], c["data"]["fraction"], c["train"]["precision"]) == (20, 0.2, "fp32"), exp
+    assert {c["train"]["iterations"] for e in ("fig10b_weight_decay", "fig9b_dropout", "fig9a_batch")
+            for c in by_exp[e]} == {FRONTIER_CONVERGED}
+    assert sorted(c["optim"]["weight_decay"] for c in by_exp["fig10b_weight_decay"]) == [1e-5] * 2 + [1e-4] * 2 + [1e-3] * 2
+    assert {(c["model"]["dropout"], c["model"]["dropout_at"]) for c in by_exp["fig9b_dropout"]} == {
+        (0.0, "blocks"), (0.2, "blocks")}
+    # fixed epochs: every batch sees 40 epochs of the 10k subset (to within one batch); the schedule follows the run
+    epochs = {c["train"]["batch_size"]: c["train"]["iterations"] * c["train"]["batch_size"] / 10_000
+              for c in by_exp["fig9a_batch_epochs"]}
+    assert sorted(epochs) == [256, 512, 1536] and all(abs(e - 40) <= 0.16 for e in epochs.values()), epochs
+    for c in by_exp["fig9a_batch_epochs"]:
+        assert c["model"]["bn_group"] == c["train"]["batch_size"] // 8
+    assert sorted(c["schedule"]["name"] for c in by_exp["fig5b_lr_estimate"]) == ["clr", "constant"]
+    assert {c["seed"] for c in by_exp["fig5b_lr_estimate"]} == {0}
+    assert {c["train"]["lr_estimate_every"] for c in by_exp["fig5b_lr_estimate"]} == {1}

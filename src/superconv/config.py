@@ -70,10 +70,23 @@ def evals(iterations, count) -> int:
     return max(1, int(iterations) // int(count))
 
 
+PAPER_BATCH = 1000  # the author's total batch: 8 GPUs x 125 images [code]
+
+
+def same_images(iterations, batch_size) -> int:
+    """`${same_images:N,${train.batch_size}}`: the iterations at this batch that see the images of N iterations
+    at the paper's batch of 1000, so a batch sweep can hold the epochs instead of the iterations (fig9a holds
+    the iterations, as the paper did, and a larger batch then also trains more epochs)."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"train.batch_size={batch_size!r} must be a positive integer")
+    return max(1, round(int(iterations) * PAPER_BATCH / batch_size))
+
+
 OmegaConf.register_new_resolver("scaled", scaled, replace=True)
 OmegaConf.register_new_resolver("evals", evals, replace=True)
 OmegaConf.register_new_resolver("per_replica", per_replica, replace=True)
 OmegaConf.register_new_resolver("bn_scaled", bn_scaled, replace=True)
+OmegaConf.register_new_resolver("same_images", same_images, replace=True)
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
