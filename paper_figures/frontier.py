@@ -18,6 +18,10 @@ ladder per schedule and training-set fraction):
   runs converged (mean final training accuracy >= superconv.health.UNDERFIT_BELOW) against PC-LR at 8x that
   budget; Fig 1a is the same on the full training set. Judged with the report's own rule
   (`paper_figures.judging.compare`) and the seed sd of the frontier runs as noise.
+- **BN horizon of the baseline** (`bn_horizon_table`): PC-LR at the top of the 10k-subset ladder with its BN
+  average scaled with the run (the frontier's) beside the paper's unscaled Caffe fraction 0.999 (the
+  `bn_horizon` experiment at this scale), so the report can say whether the author's baseline failure (test
+  near chance while the training batches fit) appears at this length.
 """
 
 from __future__ import annotations
@@ -33,12 +37,13 @@ from superconv.health import UNDERFIT_BELOW
 
 from . import style
 from .judging import NOT_RUN, NOT_TESTABLE, Side, compare, fit_text, seed_sd
-from .verdicts import TRAIN_ACC_COL, TRAIN_SRC_COL, attach_fit, finished_runs
+from .verdicts import TRAIN_ACC_COL, TRAIN_SRC_COL, attach_fit, batch_train_acc, finished_runs
 
 __all__ = ["EXPERIMENT", "SCHEDULES", "Factor", "frontier_table", "crossing", "speedups", "converged_claims",
-           "draw", "report_section", "readme_block"]
+           "bn_horizon_table", "draw", "report_section", "readme_block"]
 
 EXPERIMENT = "frontier"
+HORIZON_EXPERIMENT = "bn_horizon"  # the PC-LR run at the paper's unscaled BN fraction (experiments/suites.py)
 SCHEDULES = {"clr": "CLR", "one_cycle": "1cycle", "multistep": "PC-LR"}  # schedule.name -> label
 BASELINE = "multistep"
 BUDGET_RATIO = 8  # the paper's: CLR 10k iterations against PC-LR 80k
@@ -172,6 +177,56 @@ def converged_claims(rows: pd.DataFrame) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def bn_horizon_table(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """PC-LR at the largest frontier budget of the 10k subset, per BN momentum: n, test accuracy, the full-pass
+    training accuracy (eval mode: the running statistics the test uses) and the per-batch training accuracy of
+    the last 5% of iterations (training mode: each batch's own statistics)."""
+    cols = ["bn_momentum", "source", "iterations", "n", "test", "train_full_pass", "train_batches"]
+    rows = frontier_runs(summaries, runs)
+    base = rows[(rows["schedule"] == BASELINE) & np.isclose(rows["fraction"].astype(float), 0.2)] if not rows.empty \
+        else rows
+    if base.empty:
+        return pd.DataFrame(columns=cols)
+    top = int(base["iterations"].max())
+    other = summaries[(summaries.get("experiment") == HORIZON_EXPERIMENT) & (summaries.get("scale") == "frontier")]
+    other = finished_runs(attach_fit(other, runs)) if not other.empty else other
+    if not other.empty:
+        other = other[np.isclose(other["fraction"].astype(float), 0.2) & (other["iterations"] == top)]
+    out = []
+    for source, part in ((EXPERIMENT, base[base["iterations"] == top]), (HORIZON_EXPERIMENT, other)):
+        if part.empty:
+            continue
+        batches = batch_train_acc(part, runs)
+        for m, g in part.groupby("bn_momentum", sort=True):
+            out.append({"bn_momentum": float(m), "source": source, "iterations": top, "n": len(g),
+                        "test": g["final_test_acc"].astype(float).mean(),
+                        "train_full_pass": pd.to_numeric(g[TRAIN_ACC_COL], errors="coerce").mean(),
+                        "train_batches": batches.loc[g.index].mean()})
+    return pd.DataFrame(out, columns=cols)
+
+
+def bn_horizon_lines(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) -> list[str]:
+    table = bn_horizon_table(summaries, runs)
+    if table.empty:
+        return ["No finished PC-LR run on the 10k subset yet."]
+    top = int(table["iterations"].iloc[0])
+    lines = [f"PC-LR, 10k-image subset, {top} iterations (its largest finished budget). The same weights are scored twice on "
+             "their own training images: with each batch's statistics (training mode) and with the running "
+             "statistics the test uses (eval mode). A large gap between the two is the BN average, not the "
+             "schedule.", "",
+             "| BN momentum (Caffe fraction) | runs | test % | train % per batch, last 5% (training mode) | "
+             "train % full pass (eval mode) |", "|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        what = "scaled with the run" if r["source"] == EXPERIMENT else "the paper's, unscaled"
+        seeds = f"n={r['n']}" + (", 1 seed" if r["n"] == 1 else "")
+        lines.append(f"| {r['bn_momentum']:g} ({1 - r['bn_momentum']:g}, {what}) | `{r['source']}`, {seeds} | "
+                     f"{_pct(r['test'])} | {_pct(r['train_batches'])} | {_pct(r['train_full_pass'])} |")
+    if not (table["source"] == HORIZON_EXPERIMENT).any():
+        lines += ["", f"The run at the paper's unscaled fraction (`{HORIZON_EXPERIMENT}`, momentum 0.001, at the "
+                      f"ladder's top budget) has not finished at {top} iterations."]
+    return lines
+
+
 # ------------------------------------------------------------------------------ figure
 def draw(runs: pd.DataFrame, summaries: pd.DataFrame, out_dir: Path, reference=None) -> list[Path]:
     """frontier.png/.pdf: final test accuracy (solid, band = seed range) and training accuracy (thin) against
@@ -273,6 +328,7 @@ def report_section(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) ->
     lines += ["", "The paper's budget claims at converged lengths:", ""]
     lines += [f"- **{name}** (`{cid}`): **{label}**: {detail}" for name, cid, label, detail in converged_claims(rows)]
     lines += ["", "Every frontier point (figure `frontier`):", ""] + frontier_lines(rows)
+    lines += ["", "### BN horizon of the baseline", ""] + bn_horizon_lines(summaries, runs)
     return lines
 
 

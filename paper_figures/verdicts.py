@@ -26,7 +26,7 @@ from .judging import (FULL_PASS, JUDGED, NOT_JUDGED, NOT_RUN, NOT_TESTABLE, TAIL
 from .load import scale_labels, scales_in
 
 __all__ = ["Verdict", "judge", "judge_all", "by_scale", "by_setting", "attach_curves", "attach_health",
-           "attach_estimates", "attach_fit", "run_fits"]
+           "batch_train_acc", "attach_estimates", "attach_fit", "run_fits"]
 
 VERDICT_COL = "range_test/verdict/"
 LABEL_COL, PEAK_COL, PEAK_LR_COL = VERDICT_COL + "label", VERDICT_COL + "peak_acc", VERDICT_COL + "peak_lr"
@@ -453,6 +453,21 @@ def attach_fit(summaries: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFra
         tail = None if curve is None else run_health.tail_train_acc(_records(curve))
         if tail is not None:
             out.at[i, TRAIN_ACC_COL], out.at[i, TRAIN_SRC_COL] = tail, TAIL
+    return out
+
+
+def batch_train_acc(summaries: pd.DataFrame, runs: pd.DataFrame | None) -> pd.Series:
+    """Per row of `summaries`, the mean per-batch training accuracy of the run's last 5% of iterations (training
+    mode: each batch normalised by its own statistics; superconv.health.tail_train_acc), NaN where no metrics.
+    Beside the full pass (eval mode, the running statistics) it separates what the weights fit from what the
+    running BN statistics let the test see."""
+    curves = _run_rows(runs)
+    out = pd.Series(np.nan, index=summaries.index, dtype=float)
+    for i, r in summaries.iterrows():
+        curve = curves.get((r.get("experiment"), r.get("run")))
+        tail = None if curve is None else run_health.tail_train_acc(_records(curve))
+        if tail is not None:
+            out.at[i] = tail
     return out
 
 

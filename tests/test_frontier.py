@@ -81,3 +81,25 @@ def test_the_figure_and_its_table_are_written(tmp_path):
     again = frontier.draw(pd.DataFrame(), pd.DataFrame(rows), tmp_path)  # byte-identical: not rewritten
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in written]
     assert "No finished frontier run yet" in "\n".join(frontier.frontier_lines(frame()))
+
+
+def test_the_bn_horizon_table_sets_the_scaled_baseline_beside_the_papers_unscaled_fraction():
+    """PC-LR at the largest finished 10k-subset budget, per BN momentum: the frontier's runs (scaled) and the
+    bn_horizon run (0.001); per-batch training accuracy from the metrics' last 5%, the full pass from the
+    summary. Smaller PC-LR budgets, other fractions and the bn_horizon runs of other scales stay out."""
+    rows = [run("multistep", it, 0.70, seed, train=0.99) | {"bn_momentum": 0.025} for it in (1600, 3200)
+            for seed in (0, 1)]
+    rows += [run("multistep", 3200, 0.80, 0, fraction=1.0) | {"bn_momentum": 0.025}]
+    horizon = run("multistep", 3200, 0.11, train=0.12) | {"experiment": "bn_horizon", "run": "h", "bn_momentum": 0.001}
+    mini = horizon | {"run": "m", "scale": "mini"}
+    curves = pd.DataFrame([{"experiment": "bn_horizon", "run": "h", "iteration": i, "lr": 0.0035, "train/loss": 0.1,
+                            "train/acc": 1.0 if i > 3000 else 0.5, "test/acc": 0.11} for i in range(100, 3300, 100)])
+    table = frontier.bn_horizon_table(pd.DataFrame(rows + [horizon, mini]), curves)
+    assert table[["bn_momentum", "source", "iterations", "n"]].values.tolist() == [
+        [0.025, "frontier", 3200, 2], [0.001, "bn_horizon", 3200, 1]]
+    assert table["test"].tolist() == pytest.approx([0.70, 0.11])
+    assert table["train_full_pass"].tolist() == pytest.approx([0.99, 0.12])
+    assert math.isnan(table["train_batches"].iloc[0]) and table["train_batches"].iloc[1] == pytest.approx(1.0)
+    text = "\n".join(frontier.bn_horizon_lines(pd.DataFrame(rows + [horizon]), curves))
+    assert "| 0.001 (0.999, the paper's, unscaled) | `bn_horizon`, n=1, 1 seed | 11.00 | 100.00 | 12.00 |" in text
+    assert "has not finished" in "\n".join(frontier.bn_horizon_lines(pd.DataFrame(rows), curves))
