@@ -161,8 +161,16 @@ def test_the_frontier_study_is_a_budget_ladder_at_the_papers_protocol():
         assert all(b == 2 * a for a, b in zip(ladder, ladder[1:])), ladder
     configs = Counter(tuple(sorted((k, v) for k, v in o.items() if k != "seed")) for _, o in rows)
     assert set(configs.values()) == {2}
-    subset = [c["train"]["iterations"] for c, o in rows if o["data.fraction"] == "0.2"]
-    assert subset == sorted(subset) and rows[0][1]["data.fraction"] == "0.2"
+    # the subset first, cheapest first up to one rung past CLR's first converged budget; then PC-LR's higher
+    # rungs (the converged budgets' speedup factors and Table 1 at 8x need them); the cyclic top rung last
+    from experiments.suites import FRONTIER_CONVERGED
+
+    subset = [(c["train"]["iterations"], o["protocol"]) for c, o in rows if o["data.fraction"] == "0.2"]
+    assert rows[0][1]["data.fraction"] == "0.2" and all(o["data.fraction"] == "0.2" for _, o in rows[:len(subset)])
+    head = [it for it, _ in subset if it <= 2 * FRONTIER_CONVERGED]
+    assert head == sorted(head) and len(head) == 3 * 2 * FRONTIER_SUBSET.index(2 * FRONTIER_CONVERGED) + 6
+    assert subset[len(head):] == [(1600, "pclr")] * 2 + [(3200, "pclr")] * 2 + [
+        (1600, p) for p in ("clr", "clr", "one_cycle", "one_cycle")]
     # the BN horizon shrinks with the run: CLR at 400 iterations keeps Caffe's 0.95 over 1/25 of the paper's length
     clr400 = next(c for c, o in rows if o["protocol"] == "clr" and c["train"]["iterations"] == 400)
     assert clr400["model"]["bn_momentum"] == pytest.approx(1 - 0.95 ** 25, abs=1e-6)
