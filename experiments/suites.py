@@ -59,10 +59,10 @@ MINI = (
 # The frontier study: accuracy against training budget per schedule (conf/scale/frontier.yaml: ResNet-20, batch
 # 1000, BN groups of 125, fp32). A budget is B iterations of batch 1000 for every schedule; each run reaches it
 # through length_factor (CLR and 1cycle: 10k x factor, PC-LR: 80k x factor), so the paper's shapes and BN
-# horizons hold at every length. Listed cheapest first within each priority, so that a study cut short has the
-# whole lower frontier: priority 1 the Table-1 10k-image subset (data.fraction 0.2, the paper's largest gap,
-# 10 iterations per epoch), priority 2 the full training set (Fig 1a, 50 iterations per epoch), then the
-# paper's sweeps at the converged CLR length, then Fig 5b.
+# horizons hold at every length. Listed most important first, so that a study cut short keeps the head:
+# priority 1 the Table-1 10k-image subset (data.fraction 0.2, the paper's largest gap, 10 iterations per epoch;
+# order: `_ladder`), priority 2 the full training set (Fig 1a, 50 iterations per epoch), then the paper's
+# sweeps at the converged CLR length, then Fig 5b.
 # The ladder's top: CLR first converges (final training accuracy >= 97%, docs/PROTOCOL.md) at 400 iterations on
 # the 10k subset, so the ladder runs two rungs past it (1600) and PC-LR to 8x it (3200).
 FRONTIER_SEEDS = "seed=0,1"  # >= 2 at every point a verdict or a speedup factor uses
