@@ -197,7 +197,9 @@ def bn_horizon_table(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) 
         if part.empty:
             continue
         batches = batch_train_acc(part, runs)
-        for m, g in part.groupby("bn_momentum", sort=True):
+        if "bn_momentum" not in part:  # runs stored without the column: one group
+            part = part.assign(bn_momentum=np.nan)
+        for m, g in part.groupby("bn_momentum", sort=True, dropna=False):
             out.append({"bn_momentum": float(m), "source": source, "iterations": top, "n": len(g),
                         "test": g["final_test_acc"].astype(float).mean(),
                         "train_full_pass": pd.to_numeric(g[TRAIN_ACC_COL], errors="coerce").mean(),
@@ -219,7 +221,8 @@ def bn_horizon_lines(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) 
     for _, r in table.iterrows():
         what = "scaled with the run" if r["source"] == EXPERIMENT else "the paper's, unscaled"
         seeds = f"n={r['n']}" + (", 1 seed" if r["n"] == 1 else "")
-        lines.append(f"| {r['bn_momentum']:g} ({1 - r['bn_momentum']:g}, {what}) | `{r['source']}`, {seeds} | "
+        momentum = "?" if math.isnan(r["bn_momentum"]) else f"{r['bn_momentum']:g} ({1 - r['bn_momentum']:g}, {what})"
+        lines.append(f"| {momentum} | `{r['source']}`, {seeds} | "
                      f"{_pct(r['test'])} | {_pct(r['train_batches'])} | {_pct(r['train_full_pass'])} |")
     if not (table["source"] == HORIZON_EXPERIMENT).any():
         lines += ["", f"The run at the paper's unscaled fraction (`{HORIZON_EXPERIMENT}`, momentum 0.001, at the "

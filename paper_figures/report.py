@@ -452,6 +452,9 @@ def _scale_lines(summaries: pd.DataFrame) -> list[str]:
     return out
 
 
+CONVERGED = "at converged lengths (frontier)"  # the label of a budget claim judged on the frontier's runs
+
+
 def _summary_cell(claim: Claim, v: Verdict, summaries: pd.DataFrame, several: bool) -> str:
     """The summary's verdict cell: the verdict of each setting ("paper: not run yet; mini: reproduced") when the
     claim's runs span several; "mini: reproduced" when the store holds several settings but this claim's runs
@@ -490,9 +493,13 @@ def render_report(summaries: pd.DataFrame, reference: Mapping[str, CaffeLog] | N
                   if len(store_scales) > 1 else "")
                + (f"Author logs read: {len(reference)}." if reference is not None
                   else "No reference folder given: the author re-run column shows \"-\"."))
+    # the budget claims judged again at converged lengths, from the frontier's runs (its own section), once any
+    converged = {}
+    if not (budget := frontier.frontier_runs(summaries, runs)).empty:
+        converged = {cid: (label, detail) for _, cid, label, detail in frontier.converged_claims(budget)}
     out += ["", "## Summary", "", "| claim | paper artifact | verdict |", "|---|---|---|"]
-    out += [f"| [{c.id}](#{c.id}) | {cell_text(c.artifact)} | {_summary_cell(c, v, summaries, several)} |"
-            for c, v in verdicts]
+    out += [f"| [{c.id}](#{c.id}) | {cell_text(c.artifact)} | {_summary_cell(c, v, summaries, several)}"
+            + (f"; {CONVERGED}: {converged[c.id][0]}" if c.id in converged else "") + " |" for c, v in verdicts]
     out += ["", "## The frontier", ""] + frontier.report_section(summaries, runs)
     out += ["", "## Scales", "", "What each scale ran, read from its runs' config.yaml and summary.json (epochs = "
             "iterations x batch / training images of the subset), and the seed sd its comparisons use as noise:", ""]
@@ -517,6 +524,9 @@ def render_report(summaries: pd.DataFrame, reference: Mapping[str, CaffeLog] | N
         if extra:
             out += ["", "Ours: " + "; ".join(extra) + "."]
         out += ["", f"Decision rule (fixed before the runs): {decision_rule(claim)}."]
+        if claim.id in converged:
+            label, detail = converged[claim.id]
+            out += ["", f"{CONVERGED.capitalize()} ([The frontier](#the-frontier)): **{label}**: {detail}."]
         if not v.scales:
             out += [""] + _table(claim, v, pool, reference) + [""]
             continue

@@ -103,3 +103,18 @@ def test_the_bn_horizon_table_sets_the_scaled_baseline_beside_the_papers_unscale
     text = "\n".join(frontier.bn_horizon_lines(pd.DataFrame(rows + [horizon]), curves))
     assert "| 0.001 (0.999, the paper's, unscaled) | `bn_horizon`, n=1, 1 seed | 11.00 | 100.00 | 12.00 |" in text
     assert "has not finished" in "\n".join(frontier.bn_horizon_lines(pd.DataFrame(rows), curves))
+
+
+def test_the_report_summary_carries_the_budget_claims_judged_at_converged_lengths(tmp_path):
+    """Table 1's row in the report's summary and its claim section say the frontier's converged verdict beside
+    the scale verdicts (CLR 400 converged vs PC-LR 3200, 2 seeds each: reproduced when CLR is clearly ahead)."""
+    from paper_figures.report import CONVERGED, render_report
+
+    rows = [run("clr", 400, acc, seed) for seed, acc in ((0, 0.750), (1, 0.752))]
+    rows += [run("multistep", it, acc + 0.001 * seed, seed) for it, acc in ((400, 0.66), (3200, 0.71)) for seed in (0, 1)]
+    text = render_report(pd.DataFrame(rows), None, [], tmp_path, "make figures")
+    [line] = [x for x in text.splitlines() if x.startswith("| [table1_fraction]")]
+    assert line.endswith(f"; {CONVERGED}: reproduced |")
+    assert "**reproduced**: CLR 400 iterations (first converged budget) vs PC-LR 3200" in text
+    [fig1a] = [x for x in text.splitlines() if x.startswith("| [fig1a_clr_vs_pclr]")]
+    assert fig1a.endswith(f"{CONVERGED}: not run yet |")
