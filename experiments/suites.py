@@ -93,7 +93,7 @@ def _ladder() -> list[Job]:
     """The 10k-subset rungs, every schedule, up to one rung past CLR's first converged budget; then PC-LR's
     higher rungs, which the speedup factors of the converged CLR budgets and Table 1 at 8x need; then the
     cyclic schedules' last rung, which only checks that their plateau holds."""
-    head = FRONTIER_SUBSET.index(FRONTIER_CONVERGED) + 2  # through one rung past the converged budget
+    head = min(FRONTIER_SUBSET.index(FRONTIER_CONVERGED) + 2, len(FRONTIER_SUBSET))  # one rung past convergence
     order = [(b, ("clr", "one_cycle", "pclr")) for b in FRONTIER_SUBSET[:head]]
     order += [(b, ("pclr",)) for b in FRONTIER_SUBSET_PCLR if b > FRONTIER_SUBSET[head - 1]]
     order += [(b, ("clr", "one_cycle")) for b in FRONTIER_SUBSET[head:]]
@@ -155,7 +155,8 @@ def frontier() -> tuple[Job, ...]:
 
 
 # Smoke runs every experiment with its whole sweep, except values the tiny synthetic set cannot hold.
-SMOKE_OVERRIDES = {"fig9a_batch": ("train.batch_size=64,32",)}  # batch 1536 > 400 synthetic images
+SMOKE_OVERRIDES = {"fig9a_batch": ("train.batch_size=64,32",),  # batch 1536 > 400 synthetic images
+                   "fig9a_batch_epochs": ("train.batch_size=64,32",)}
 
 
 SCALES = ("smoke", "mini", "frontier", "paper")
@@ -175,16 +176,17 @@ def suite(scale: str) -> tuple[Job, ...]:
 
 
 def job_runs(job: Job) -> list[tuple[str, ...]]:
-    """Every run of a job as pinned overrides: the job's values, and for the keys of the experiment's own sweep
-    that the job leaves open (fig5b's schedule), the experiment's values, as Hydra's multirun expands them."""
+    """Every run of a job as pinned overrides, in the order Hydra's multirun runs them: the keys of the
+    experiment's own sweep that the job leaves open (fig5b's schedule) outermost, with the experiment's values,
+    then the job's keys with the job's values."""
     import itertools
 
     import yaml
 
     data = yaml.safe_load((CONF_EXPERIMENTS / f"{job.experiment}.yaml").read_text(encoding="utf-8")) or {}
     own = ((data.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
-    keys = [o.split("=", 1) for o in job.overrides]
-    keys += [(k, str(v)) for k, v in own.items() if k not in dict(keys)]
+    pinned = dict(o.split("=", 1) for o in job.overrides)
+    keys = [(k, str(v)) for k, v in own.items() if k not in pinned] + list(pinned.items())
     return [tuple(f"{k}={v}" for (k, _), v in zip(keys, values))
             for values in itertools.product(*(v.split(",") for _, v in keys))]
 

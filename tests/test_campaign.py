@@ -392,6 +392,6 @@ def test_a_suite_entry_must_name_a_curated_suite_and_say_why(tmp_path):
     listing.write_text("- suite: mini\n  why: the mini study\n")
     entries = campaign.load_list(listing)
     # fig6a_fraction's own sweep (protocol) is pinned too: every entry is one run
-    assert entries[0].overrides == ("scale=mini", "data.fraction=0.2", "seed=0", "protocol=clr") and not entries[0].sweep
-    assert entries[1].overrides == ("scale=mini", "data.fraction=0.2", "seed=0", "protocol=pclr")
+    assert entries[0].overrides == ("scale=mini", "protocol=clr", "data.fraction=0.2", "seed=0") and not entries[0].sweep
+    assert entries[1].overrides == ("scale=mini", "protocol=clr", "data.fraction=0.2", "seed=1")
     assert len(campaign.plan(entries, tmp_path / "out", [])) == len(entries)

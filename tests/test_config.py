@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from experiments.suites import SMOKE_OVERRIDES
+from experiments.suites import SMOKE_OVERRIDES, Job, job_runs
 from superconv.config import CONF_DIR, ConfigError, check_group_overrides, group_options, identity, validate
 from superconv.session import differences
 
@@ -104,6 +104,9 @@ def test_every_experiment_composes_and_validates_at_every_scale(experiment):
         if scale == "smoke":  # what session.prepare checks against the data: the synthetic set's 40 / 20 per class
             assert c["train"]["eval_subset"] is None or c["train"]["eval_subset"] <= 200, "eval_subset"
             assert c["train"]["batch_size"] <= 400 or experiment in SMOKE_OVERRIDES, "batch_size"
+            for pinned in job_runs(Job(experiment, SMOKE_OVERRIDES.get(experiment, ()))):  # every swept value
+                run = composed(f"experiment={experiment}", "scale=smoke", *pinned)
+                assert run["train"]["batch_size"] <= 400, pinned
     assert c["job"] == ("range_test" if experiment.startswith("range_") else "train")
 
 

@@ -126,7 +126,7 @@ def test_plan_without_a_rate_says_how_to_get_one(tmp_path, capsys, monkeypatch):
 
 def test_the_frontier_study_is_a_budget_ladder_at_the_papers_protocol():
     """Every rung at batch 1000 (BN groups of 125), ResNet-20, fp32, 2 seeds; CLR/1cycle and PC-LR at equal
-    budgets where both run; budgets double; ~25 evaluations per run; cheapest first within each training set.
+    budgets where both run; budgets double; ~25 evaluations per run; the subset first, in `_ladder`'s order.
     Each run's config is composed in-process exactly as its suite job would compose it (the suite's Hydra dry
     run itself is the mini study's test above)."""
     import itertools

@@ -101,8 +101,14 @@ def test_the_bn_horizon_table_sets_the_scaled_baseline_beside_the_papers_unscale
     assert table["train_full_pass"].tolist() == pytest.approx([0.99, 0.12])
     assert math.isnan(table["train_batches"].iloc[0]) and table["train_batches"].iloc[1] == pytest.approx(1.0)
     text = "\n".join(frontier.bn_horizon_lines(pd.DataFrame(rows + [horizon]), curves))
-    assert "| 0.001 (0.999, the paper's, unscaled) | `bn_horizon`, n=1, 1 seed | 11.00 | 100.00 | 12.00 |" in text
-    assert "has not finished" in "\n".join(frontier.bn_horizon_lines(pd.DataFrame(rows), curves))
+    assert "| 0.001 (0.999, not scaled) | `bn_horizon`, n=1, 1 seed | 11.00 | 100.00 | 12.00 |" in text
+    assert "unscaled fraction (`bn_horizon`, momentum 0.001, at the ladder's top budget) has not finished" in "\n".join(
+        frontier.bn_horizon_lines(pd.DataFrame(rows), curves))
+    # the horizon run done before the frontier's own top rung: its budget, and the missing side named
+    early = [r for r in rows if r["iterations"] == 1600] + [horizon]
+    assert frontier.bn_horizon_table(pd.DataFrame(early), curves)["source"].tolist() == ["bn_horizon"]
+    assert "frontier's own PC-LR runs at 3200 iterations have not finished" in "\n".join(
+        frontier.bn_horizon_lines(pd.DataFrame(early), curves))
 
 
 def test_the_report_summary_carries_the_budget_claims_judged_at_converged_lengths(tmp_path):
