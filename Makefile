@@ -29,7 +29,7 @@ lock: install ## rewrite requirements.lock from .venv (pip freeze, minus the pro
 	{ sed -n '/^#/p' requirements.lock; $(PY) -m pip freeze --exclude-editable | grep -viE '^(superconv|-e )'; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 
-test: install ## the test suite (measured: 16 min on a 2-core CPU shared with two training runs; tests marked slow are left out)
+test: install ## the test suite (measured: 20 min on a 2-core CPU shared with two training runs, under 9 min on a quiet one; tests marked slow are left out)
 	$(PY) -m pytest -q
 
 smoke: install ## a scale=smoke run on synthetic data (measured: 55 s on a busy 2-core CPU); output under outputs/
