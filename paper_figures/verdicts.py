@@ -441,18 +441,15 @@ def attach_fit(summaries: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFra
     out[TRAIN_ACC_COL] = np.nan
     out[TRAIN_SRC_COL] = None
     out[TRAIN_SRC_COL] = out[TRAIN_SRC_COL].astype(object)
-    curves = _run_rows(runs)
+    tails = batch_train_acc(out, runs)
     for i, r in out.iterrows():
         if r.get("job_type") == "range_test" or r.get("status") != "completed":
             continue
         full = as_number(r.get("final_train_acc"))
         if full is not None:
             out.at[i, TRAIN_ACC_COL], out.at[i, TRAIN_SRC_COL] = full, FULL_PASS
-            continue
-        curve = curves.get((r["experiment"], r["run"]))
-        tail = None if curve is None else run_health.tail_train_acc(_records(curve))
-        if tail is not None:
-            out.at[i, TRAIN_ACC_COL], out.at[i, TRAIN_SRC_COL] = tail, TAIL
+        elif not np.isnan(tails.at[i]):
+            out.at[i, TRAIN_ACC_COL], out.at[i, TRAIN_SRC_COL] = tails.at[i], TAIL
     return out
 
 
