@@ -31,7 +31,9 @@ def plan(scale: str, extra: list[str] | None = None, python: str = sys.executabl
         if proc.returncode != 0:
             for other in procs:
                 other.kill()
-            raise SystemExit(f"plan: {' '.join(cmd[1:])} failed: {stderr.strip().splitlines()[-1:]}")
+            lines = stderr.strip().splitlines() or ["(no message)"]
+            why = next((ln for ln in reversed(lines) if ln.startswith("superconv: error: ")), lines[-1])
+            raise SystemExit(f"plan: {' '.join(cmd[1:])} failed: {why.removeprefix('superconv: error: ')}")
         for line in stdout.splitlines():
             if line.startswith("{"):
                 rows.append(json.loads(line) | {"command": " ".join(["python", *cmd[1:-2]]), "why": job.why,

@@ -40,6 +40,18 @@ def test_dry_run_expands_the_sweep_and_then_reports_done(tmp_path, synthetic_dat
     assert [p["status"] for p in plan] == ["done", "done"]
 
 
+def test_dry_run_refuses_what_the_run_would_refuse(tmp_path, synthetic_data_dir):
+    """A plan checks each run's values as the run does: a sweep with a bad value ends in one line, exit 2,
+    instead of a plan of runs that could never start (batch 0 would plan 0 images)."""
+    out = subprocess.run([sys.executable, "-m", "superconv.train", "experiment=fig1a", "scale=smoke",
+                          f"paths.data_dir={synthetic_data_dir}", f"paths.results_dir={tmp_path / 'r'}",
+                          "train.batch_size=0", "dry_run=true"],
+                         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "superconv: error: train.batch_size=0: must be an integer >= 1"
+    assert out.stdout == "" and not (tmp_path / "r").exists()
+
+
 def test_suites_cover_what_the_scales_promise():
     from paper_figures.claims import CLAIMS
 

@@ -86,8 +86,15 @@ def check_composes(config_name: str, overrides: list[str]) -> None:
 
 
 def plan_line(cfg) -> dict:
-    """What a run would do, without doing it: its directory, status and cost in images (make plan)."""
+    """What a run would do, without doing it: its directory, status and cost in images (make plan). The
+    config gets the run's own checks first, so a value the run would refuse is refused here too."""
+    from .config import validate
+    from .modes.range_test import validate_range_test
+
     c = plain(cfg)
+    validate(c)
+    if c["job"] == "range_test":
+        validate_range_test(c)
     store = RunDir(c["paths"]["run_dir"])
     status = "done" if store.is_done() else "partial" if store.checkpoint.exists() else "todo"
     iterations = c["range_test"]["num_it"] if c["job"] == "range_test" and c["range_test"]["mode"] == "loss" \
@@ -127,8 +134,11 @@ def main(config_name: str, module: str, run: Callable, default_experiment: str =
             cfg.paths.run_dir = str(default_run_dir(
                 {"paths": {"results_dir": cfg.paths.results_dir}, "experiment_name": cfg.experiment_name},
                 hc.job.override_dirname or "default"))
-        if cfg.get("dry_run"):
-            print(json.dumps(plan_line(cfg)), flush=True)
+        if cfg.get("dry_run"):  # local only (make plan): a bad value ends the whole command, in one line
+            try:
+                print(json.dumps(plan_line(cfg)), flush=True)
+            except USER_ERRORS as e:
+                fail(str(e))
             return
         try:
             run(cfg, command=" ".join([f"python -m {module}", *hc.overrides.task]))
