@@ -40,7 +40,7 @@ from superconv.atomic import write_if_changed
 from . import frontier
 from .caffe_log import CaffeLog
 from .claims import Claim
-from .judging import NOT_TESTABLE, comparison_noise
+from .judging import NOT_RUN, NOT_TESTABLE, comparison_noise
 from .report import cell_text, column_values, epochs_text, iters_text, join_values, protocols_text, result_text
 from .verdicts import (MAX_LR_COL, PEAK_LR_COL, SHARE_COL, Verdict, as_number, axis_values, by_setting, claim_cases,
                        claim_pool, counted_runs, fmt_value, judge_all, pct_text, range_runs, ref_for,
@@ -205,10 +205,13 @@ def _verdict_cell(claim: Claim, v: Verdict, part: pd.DataFrame, scale_sd) -> str
 
 
 def render_table(summaries: pd.DataFrame, verdicts: Sequence[tuple[Claim, Verdict]],
-                 reference: Mapping[str, CaffeLog] | None = None, report_link: str = "paper_figures/REPORT.md") -> str:
+                 reference: Mapping[str, CaffeLog] | None = None, report_link: str = "paper_figures/REPORT.md",
+                 converged: Mapping[str, tuple[str, str]] | None = None) -> str:
     """The block between the markers (pure): the header and one row per judged claim and setting with runs.
     `summaries` and `verdicts` as `verdicts.judge_all` gives them; `report_link`: the report, relative to the
-    README (each claim links to its section)."""
+    README (each claim links to its section); `converged`: claim id -> (label, detail) of the budget claims
+    judged at converged lengths (`frontier.converged_claims`), each a row after the claim's own, once it has
+    both arms."""
     lines = list(HEADER)
     sds = scale_sds(summaries) if not summaries.empty else {}
     for claim, v in verdicts:
@@ -222,6 +225,12 @@ def render_table(summaries: pd.DataFrame, verdicts: Sequence[tuple[Claim, Verdic
             cells = [f"[{claim.artifact}]({report_link}#{claim.id}): {claim.headline or claim.text}",
                      _scale_cell(claim, scale, part), _ours_cell(claim, part), _paper_cell(claim, part, reference),
                      _verdict_cell(claim, per[name], part, sds.get(scale))]
+            lines.append("| " + " | ".join(cell_text(c) for c in cells) + " |")
+        label, detail = (converged or {}).get(claim.id, (NOT_RUN, ""))
+        if label != NOT_RUN:
+            where, _, numbers = detail.partition(": ")
+            cells = [f"[{claim.artifact}]({report_link}#{claim.id}): {claim.headline or claim.text}",
+                     f"frontier, at converged lengths: {where}", numbers, claim.paper, f"**{label}**"]
             lines.append("| " + " | ".join(cell_text(c) for c in cells) + " |")
     if len(lines) == len(HEADER):
         lines.append("| no claim has a run that ended yet | | | | |")
@@ -270,7 +279,10 @@ def update_readme(readme: Path, summaries: pd.DataFrame, runs: pd.DataFrame | No
     readme = Path(readme)
     summaries, verdicts = judge_all(summaries, runs)
     link = Path(os.path.relpath(Path(report).resolve(), readme.resolve().parent)).as_posix()
-    block = render_table(summaries, verdicts, reference, link)
+    budget = frontier.frontier_runs(summaries, runs)
+    converged = {} if budget.empty else {cid: (label, detail)
+                                         for _, cid, label, detail in frontier.converged_claims(budget)}
+    block = render_table(summaries, verdicts, reference, link, converged)
     old = readme.read_bytes()  # read right before writing: others edit the rest of the file
     text = splice(old.decode("utf-8"), block, str(readme))
     new = splice_frontier(text, frontier.readme_block(summaries, runs), str(readme)).encode("utf-8")

@@ -181,3 +181,21 @@ def test_the_frontier_block_is_spliced_where_its_markers_are(tmp_path):
     assert splice_frontier("no markers\n", "new\n") == "no markers\n"  # a README without the block keeps none
     with pytest.raises(ReadmeError, match="frontier table"):
         splice_frontier(f"{FRONTIER_BEGIN} -->\nno end\n", "new\n")
+
+
+def test_a_budget_claim_judged_at_converged_lengths_gets_its_own_row():
+    """The frontier's verdicts (frontier.converged_claims) follow the claim's own rows: the budget compared in
+    the scale cell, the numbers, the paper's, the label. A claim whose converged arms have not both run adds
+    nothing."""
+    summaries, verdicts = judge_all(store())
+    converged = {"fig1a_clr_vs_pclr": ("reproduced", "CLR 400 iterations (first converged budget) vs PC-LR 3200: "
+                                       "CLR - PC-LR = +2.57 pp, noise 1.12 pp"),
+                 "fig9a_batch": ("not run yet", "no finished CLR run at this fraction")}
+    body = render_table(summaries, verdicts, None, "paper_figures/REPORT.md", converged).splitlines()[2:]
+    plain = render_table(summaries, verdicts, None, "paper_figures/REPORT.md").splitlines()[2:]
+    assert len(body) == len(plain) + 1
+    row = body[2].split(" | ")
+    assert row[0] == "| [Fig 1a](paper_figures/REPORT.md#fig1a_clr_vs_pclr): CLR (10k it) beats PC-LR (80k it)"
+    assert row[1] == "frontier, at converged lengths: CLR 400 iterations (first converged budget) vs PC-LR 3200"
+    assert row[2:] == ["CLR - PC-LR = +2.57 pp, noise 1.12 pp", "92.4 vs 91.2", "**reproduced** |"]
+    assert body[:2] == plain[:2] and body[3:] == plain[2:]
