@@ -189,6 +189,13 @@ def converged_claims(rows: pd.DataFrame) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def converged_verdicts(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) -> dict[str, tuple[str, str]]:
+    """claim id -> (label, detail) of `converged_claims` on the frontier's finished runs; {} when none finished.
+    The report's summary and the README's claim table both show these beside each claim's own verdict."""
+    budget = frontier_runs(summaries, runs)
+    return {} if budget.empty else {cid: (label, detail) for _, cid, label, detail in converged_claims(budget)}
+
+
 def bn_horizon_table(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """PC-LR on the 10k subset at the BN-horizon run's budget (before it has finished: the largest frontier
     budget), per BN momentum and source: n, test accuracy, the full-pass training accuracy (eval mode: the

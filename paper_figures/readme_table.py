@@ -279,10 +279,7 @@ def update_readme(readme: Path, summaries: pd.DataFrame, runs: pd.DataFrame | No
     readme = Path(readme)
     summaries, verdicts = judge_all(summaries, runs)
     link = Path(os.path.relpath(Path(report).resolve(), readme.resolve().parent)).as_posix()
-    budget = frontier.frontier_runs(summaries, runs)
-    converged = {} if budget.empty else {cid: (label, detail)
-                                         for _, cid, label, detail in frontier.converged_claims(budget)}
-    block = render_table(summaries, verdicts, reference, link, converged)
+    block = render_table(summaries, verdicts, reference, link, frontier.converged_verdicts(summaries, runs))
     old = readme.read_bytes()  # read right before writing: others edit the rest of the file
     text = splice(old.decode("utf-8"), block, str(readme))
     new = splice_frontier(text, frontier.readme_block(summaries, runs), str(readme)).encode("utf-8")

@@ -494,9 +494,7 @@ def render_report(summaries: pd.DataFrame, reference: Mapping[str, CaffeLog] | N
                + (f"Author logs read: {len(reference)}." if reference is not None
                   else "No reference folder given: the author re-run column shows \"-\"."))
     # the budget claims judged again at converged lengths, from the frontier's runs (its own section), once any
-    converged = {}
-    if not (budget := frontier.frontier_runs(summaries, runs)).empty:
-        converged = {cid: (label, detail) for _, cid, label, detail in frontier.converged_claims(budget)}
+    converged = frontier.converged_verdicts(summaries, runs)
     out += ["", "## Summary", "", "| claim | paper artifact | verdict |", "|---|---|---|"]
     out += [f"| [{c.id}](#{c.id}) | {cell_text(c.artifact)} | {_summary_cell(c, v, summaries, several)}"
             + (f"; {CONVERGED}: {converged[c.id][0]}" if c.id in converged else "") + " |" for c, v in verdicts]
