@@ -419,13 +419,16 @@ SCALE_RULE = """\
 """
 
 
-def _scale_lines(summaries: pd.DataFrame) -> list[str]:
+def _scale_lines(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) -> list[str]:
     """One paragraph per scale of the store, every number read from its runs: runs, hardware, networks, per
-    schedule the batch sizes, iterations and epochs, the protocols, and the seed sd the verdicts use."""
+    schedule the batch sizes, iterations and epochs, the protocols, and the seed sd the verdicts use (the
+    claims' noise from the claims' own experiments; the frontier's claims at converged lengths from its
+    converged configurations, `frontier.converged_seed_sd`)."""
     if summaries.empty:
         return ["No runs yet."]
     out = []
     sds = scale_sds(summaries)
+    converged_sd = frontier.converged_seed_sd(frontier.frontier_runs(summaries, runs))
     for scale, part in by_scale(summaries):
         nets = ", ".join(f"ResNet-{join_values([d])} {join_values(column_values(g, 'variant'))}"
                          for d, g in part.groupby("depth", sort=True)) if "depth" in part else "?"
@@ -443,7 +446,11 @@ def _scale_lines(summaries: pd.DataFrame) -> list[str]:
         sd = sds.get(scale)
         sd_text = (f"{sd.sd:.2f} pp, from {sd.groups} configuration{'s' if sd.groups != 1 else ''} run with >= 2 "
                    f"seeds ({sd.df} degrees of freedom)" if sd is not None
-                   else "not measurable (no configuration finished with 2 seeds)")
+                   else "not measurable (no configuration of a claim's experiments finished with 2 seeds)")
+        if converged_sd is not None and converged_sd.scale == scale:
+            sd_text += (f"; the claims at converged lengths: {converged_sd.sd:.2f} pp, from the "
+                        f"{converged_sd.groups} converged frontier configuration{'s' if converged_sd.groups != 1 else ''}"
+                        f" run with >= 2 seeds ({converged_sd.df} degrees of freedom)")
         devices = join_values(column_values(part, "device"))
         out.append(f"- **{scale}**: {len(part)} run{'s' if len(part) != 1 else ''} on {devices}; "
                    f"{nets}; {'; '.join(sched)}. Protocols: "
@@ -501,7 +508,7 @@ def render_report(summaries: pd.DataFrame, reference: Mapping[str, CaffeLog] | N
     out += ["", "## The frontier", ""] + frontier.report_section(summaries, runs)
     out += ["", "## Scales", "", "What each scale ran, read from its runs' config.yaml and summary.json (epochs = "
             "iterations x batch / training images of the subset), and the seed sd its comparisons use as noise:", ""]
-    out += _scale_lines(summaries)
+    out += _scale_lines(summaries, runs)
     out += ["", "## Verdict rules", "", _rules(CLAIMS).rstrip() + ("\n" + SCALE_RULE.rstrip() if several else ""),
             "", "## Claims", ""]
     for claim, v in verdicts:

@@ -125,3 +125,8 @@ def test_the_report_summary_carries_the_budget_claims_judged_at_converged_length
     assert "**reproduced**: CLR 400 iterations (first converged budget) vs PC-LR 3200" in text
     [fig1a] = [x for x in text.splitlines() if x.startswith("| [fig1a_clr_vs_pclr]")]
     assert fig1a.endswith(f"{CONVERGED}: not run yet |")
+    # the Scales section names the noise the converged claims use: the converged groups' seed sd (3 groups,
+    # 0.2, 0.1, 0.1 pp apart: sqrt((0.02 + 0.005 + 0.005) / 3)), not just "not measurable" (no claim's own
+    # experiment has run at this scale)
+    [scale] = [x for x in text.splitlines() if x.startswith("- **frontier**")]
+    assert "the claims at converged lengths: 0.10 pp, from the 3 converged frontier configurations" in scale
