@@ -13,7 +13,8 @@ ladder per schedule and training-set fraction):
   accuracy; the factor is b* / B. The PC-LR curve is crossed at its first rung at or above the target. Outside
   the ladder the factor is a bound: "< b_min / B" when PC-LR's smallest budget already reaches the target,
   "> b_max / B" when its largest does not. The interval pairs every seed of the cyclic run with every PC-LR
-  seed's own curve; n = the seeds on each side.
+  seed's own curve; n = the seeds on each side. PC-LR's curves are read on the rungs that all its seeds
+  finished (`baseline_ladder`), so a rung that has landed for one seed only waits for the other.
 - **Claims at converged lengths** (`converged_claims`): Table 1's 10k-image row is the first CLR budget whose
   runs converged (mean final training accuracy >= superconv.health.UNDERFIT_BELOW) against PC-LR at 8x that
   budget; Fig 1a is the same on the full training set. Judged with the report's own rule
@@ -52,10 +53,14 @@ FRACTIONS = {0.2: ("Table 1, 10k images", "table1_fraction"), 1.0: ("Fig 1a, ful
 
 
 def frontier_runs(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The finished training runs of the frontier experiment, with their training accuracy (`attach_fit`)."""
+    """The finished training runs of the frontier experiment at its own scale, with their training accuracy
+    (`attach_fit`). `make reproduce SCALE=paper` runs the frontier experiment too, at the paper's lengths and batch:
+    those runs are not points of this ladder."""
     if summaries.empty or "experiment" not in summaries:
         return summaries.iloc[0:0]
     rows = summaries[summaries["experiment"] == EXPERIMENT]
+    if "scale" in rows:
+        rows = rows[rows["scale"] == EXPERIMENT]
     if TRAIN_ACC_COL not in rows:
         rows = attach_fit(rows, runs)
     return finished_runs(rows)
@@ -95,7 +100,7 @@ def crossing(budgets, accs, target: float) -> Factor:
     b, a = np.asarray(budgets, float), np.asarray(accs, float)
     if len(b) == 0:
         raise ValueError("an empty frontier has no crossing")
-    hit = np.nonzero(a >= target)[0]
+    hit = np.nonzero(a >= target - 1e-12)[0]  # a target a rounding error above a rung is on it
     if len(hit) == 0:
         return Factor(float(b[-1]), ">")
     i = int(hit[0])
@@ -113,6 +118,21 @@ def _per_seed(rows: pd.DataFrame) -> dict[int, pd.Series]:
     return {int(s): g.groupby("iterations")["final_test_acc"].mean().sort_index() for s, g in rows.groupby("seed")}
 
 
+def baseline_ladder(base: pd.DataFrame) -> pd.DataFrame:
+    """PC-LR's runs that the speedup factors read: the seed set that most rungs finished (the larger on a tie),
+    on the rungs that finished all of it. While a rung has landed for one seed only, the mean and the per-seed
+    curves would otherwise be built from different seeds at different rungs, and a seed whose curve stops early
+    would give a bound ("> its top") below the other seeds' exact crossings. A seed added at one rung only (a
+    third seed at the top) leaves the ladder as it was."""
+    if base.empty:
+        return base
+    sets = base.groupby("iterations")["seed"].agg(lambda s: frozenset(int(x) for x in s))
+    counts = sets.value_counts()
+    seeds = max(counts.index, key=lambda k: (counts[k], len(k), sorted(k)))
+    rungs = sets[sets.map(lambda k: seeds <= k)].index
+    return base[base["iterations"].isin(rungs) & base["seed"].astype(int).isin(seeds)]
+
+
 def speedups(rows: pd.DataFrame) -> pd.DataFrame:
     """Per fraction and cyclic schedule, at each of its budgets B: the speedup factor over PC-LR (b* / B) with its
     interval from the seeds (see the module docstring)."""
@@ -121,7 +141,7 @@ def speedups(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame(columns=cols)
     for fraction, part in rows.groupby("fraction", sort=True):
-        base = part[part["schedule"] == BASELINE]
+        base = baseline_ladder(part[part["schedule"] == BASELINE])
         if base.empty:
             continue
         mean_curve = base.groupby("iterations")["final_test_acc"].mean().sort_index()
@@ -182,7 +202,10 @@ def converged_claims(rows: pd.DataFrame) -> list[tuple[str, str, str, str]]:
         pc = part[(part["schedule"] == BASELINE) & (part["iterations"] == BUDGET_RATIO * b)]
         where = f"CLR {b} iterations (first converged budget) vs PC-LR {BUDGET_RATIO * b}"
         if pc.empty:
-            out.append((name, cid, NOT_RUN, f"{where}: no finished PC-LR run at {BUDGET_RATIO * b} iterations yet"))
+            done = part[part["schedule"] == BASELINE]["iterations"]
+            top = f"; PC-LR's largest finished budget here is {int(done.max())} iterations" if not done.empty else ""
+            out.append((name, cid, NOT_RUN,
+                        f"{where}: no finished PC-LR run at {BUDGET_RATIO * b} iterations yet{top}"))
             continue
         label, detail = compare(_side("CLR", a), _side("PC-LR", pc), better=True, scale_sd=sd)
         out.append((name, cid, label, f"{where}: {detail}"))
@@ -315,7 +338,8 @@ def speedup_table(rows: pd.DataFrame) -> list[str]:
     if sp.empty:
         return ["No speedup factor yet: it needs finished runs of a cyclic schedule and of PC-LR at one fraction."]
     base = rows[rows["schedule"] == BASELINE]
-    ladder = {f: (int(g["iterations"].min()), int(g["iterations"].max())) for f, g in base.groupby("fraction")}
+    ladder = {f: (int(g["iterations"].min()), int(g["iterations"].max()))
+              for f, g in ((f, baseline_ladder(g)) for f, g in base.groupby("fraction"))}
     lines = ["| fraction | schedule | budget (iterations) | its accuracy % (n) | PC-LR budget to match it | "
              "interval (seeds x PC-LR seeds) | PC-LR budgets finished |", "|---|---|---|---|---|---|---|"]
     for _, r in sp.iterrows():

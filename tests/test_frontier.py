@@ -35,6 +35,30 @@ def test_crossing_interpolates_on_log_budget_and_bounds_outside_the_ladder():
     assert Factor(3.04).text() == "3x" and Factor(0.5, "<").text() == "< 0.5x" and Factor(32, ">").text() == "> 32x"
     with pytest.raises(ValueError, match="empty"):
         crossing([], [], 0.5)
+    assert crossing(b, a, 0.80 + 1e-13) == Factor(800.0)  # a rounding error above the top rung is on it
+
+
+def test_the_speedup_reads_pc_lr_only_on_the_rungs_every_seed_finished():
+    """A rung that has landed for one PC-LR seed waits for the other: with seed 0 alone at 400 and 800, a factor
+    read there would come from one seed while n says two, and seed 1's curve, stopping at 200, would give a
+    bound ("> 2x") below seed 0's exact 4x, hidden as the interval's low end."""
+    rows = [run("multistep", it, acc, seed=0) for it, acc in ((100, 0.5), (200, 0.6), (400, 0.7), (800, 0.8))]
+    rows += [run("multistep", it, acc, seed=1) for it, acc in ((100, 0.4), (200, 0.5))]
+    rows += [run("clr", 100, 0.70, seed=s) for s in (0, 1)]
+    clr = frontier.speedups(frame(*rows)).set_index("schedule").loc["clr"]
+    assert (clr["factor"], clr["low"], clr["high"], clr["n_baseline"]) == (Factor(2.0, ">"),) * 3 + (2,)
+    assert "| 100-200 it |" in frontier.speedup_table(frame(*rows))[2]
+    # a third seed at the top rung only leaves the two-seed ladder whole: the factor is seed 0 and 1's 4x
+    rows += [run("multistep", it, acc, seed=1) for it, acc in ((400, 0.7), (800, 0.8))]
+    rows += [run("multistep", 800, 0.8, seed=2)]
+    clr = frontier.speedups(frame(*rows)).set_index("schedule").loc["clr"]
+    assert clr["factor"] == Factor(4.0) and clr["n_baseline"] == 2
+
+
+def test_the_frontier_reads_only_its_own_scale():
+    """`make reproduce SCALE=paper` runs the frontier experiment at the paper's lengths: not a rung of this ladder."""
+    rows = [run("multistep", 100, 0.5), {**run("multistep", 80_000, 0.9), "scale": "paper", "run": "paper-run"}]
+    assert frontier.frontier_runs(pd.DataFrame(rows))["iterations"].tolist() == [100]
 
 
 def test_the_speedup_factor_and_its_interval_from_the_seeds():
@@ -66,6 +90,8 @@ def test_table1_at_converged_length_is_the_first_converged_clr_budget_against_8x
     # PC-LR at 8x not run yet: says which budget is missing
     label, detail = frontier.converged_claims(frame(*rows[:4]))[0][2:]
     assert label == "not run yet" and "no finished PC-LR run at 1600 iterations" in detail
+    label, detail = frontier.converged_claims(frame(*rows[:4], run("multistep", 800, 0.7)))[0][2:]
+    assert detail.endswith("PC-LR's largest finished budget here is 800 iterations")
     # every CLR budget underfit: not testable, with the best training accuracy
     label, detail = frontier.converged_claims(frame(*rows[:2]))[0][2:]
     assert label == "not testable" and "80.00%, full pass, n=2 at 100 iterations" in detail
