@@ -17,7 +17,8 @@ ladder per schedule and training-set fraction):
   finished (`baseline_ladder`), so a rung that has landed for one seed only waits for the other.
 - **Claims at converged lengths** (`converged_claims`): Table 1's 10k-image row is the first CLR budget whose
   runs converged (mean final training accuracy >= superconv.health.UNDERFIT_BELOW) against PC-LR at 8x that
-  budget; Fig 1a is the same on the full training set. Judged with the report's own rule
+  budget; Fig 1a is the same on the full training set, and our equal-budget extension of it compares CLR with
+  PC-LR at that same budget. Judged with the report's own rule
   (`paper_figures.judging.compare`) and, as noise, the seed sd of the frontier's converged configurations
   (`converged_seed_sd`).
 - **BN horizon of the baseline** (`bn_horizon_table`): PC-LR at the top of the 10k-subset ladder with its BN
@@ -49,7 +50,12 @@ HORIZON_EXPERIMENT = "bn_horizon"  # the PC-LR run at the paper's unscaled BN fr
 SCHEDULES = {"clr": "CLR", "one_cycle": "1cycle", "multistep": "PC-LR"}  # schedule.name -> label
 BASELINE = "multistep"
 BUDGET_RATIO = 8  # the paper's: CLR 10k iterations against PC-LR 80k
-FRACTIONS = {0.2: ("Table 1, 10k images", "table1_fraction"), 1.0: ("Fig 1a, full training set", "fig1a_clr_vs_pclr")}
+# The claims judged on the frontier's runs: (fraction, PC-LR budget / CLR budget, name, claim id). Fig 1a at equal
+# budget is our extension (the mini study's `fig1a_equal_budget`), judged here where CLR converged.
+CONVERGED_CLAIMS = ((0.2, BUDGET_RATIO, "Table 1, 10k images", "table1_fraction"),
+                    (1.0, BUDGET_RATIO, "Fig 1a, full training set", "fig1a_clr_vs_pclr"),
+                    (1.0, 1, "Fig 1a extended (ours), equal budget, full training set", "fig1a_equal_budget"))
+FRACTIONS = sorted({f for f, *_ in CONVERGED_CLAIMS})  # the figure's panels
 
 
 def frontier_runs(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -177,11 +183,11 @@ def converged_seed_sd(rows: pd.DataFrame):
 
 
 def converged_claims(rows: pd.DataFrame) -> list[tuple[str, str, str, str]]:
-    """(claim, claim id, label, detail) of Table 1's 10k row and Fig 1a at converged lengths: the first CLR budget
-    whose runs converged against PC-LR at 8x it (module docstring)."""
+    """(claim, claim id, label, detail) of each of CONVERGED_CLAIMS: the first CLR budget whose runs converged
+    against PC-LR at the claim's multiple of it (module docstring)."""
     sd = converged_seed_sd(rows)
     out = []
-    for fraction, (name, cid) in FRACTIONS.items():
+    for fraction, ratio, name, cid in CONVERGED_CLAIMS:
         part = rows[np.isclose(rows["fraction"].astype(float), fraction)] if not rows.empty else rows
         clr = part[part["schedule"] == "clr"] if not part.empty else part
         if clr.empty:
@@ -199,13 +205,13 @@ def converged_claims(rows: pd.DataFrame) -> list[tuple[str, str, str, str]]:
             continue
         b = int(ok.index[0])
         a = clr[clr["iterations"] == b]
-        pc = part[(part["schedule"] == BASELINE) & (part["iterations"] == BUDGET_RATIO * b)]
-        where = f"CLR {b} iterations (first converged budget) vs PC-LR {BUDGET_RATIO * b}"
+        pc = part[(part["schedule"] == BASELINE) & (part["iterations"] == ratio * b)]
+        where = f"CLR {b} iterations (first converged budget) vs PC-LR {ratio * b}"
         if pc.empty:
             done = part[part["schedule"] == BASELINE]["iterations"]
             top = f"; PC-LR's largest finished budget here is {int(done.max())} iterations" if not done.empty else ""
             out.append((name, cid, NOT_RUN,
-                        f"{where}: no finished PC-LR run at {BUDGET_RATIO * b} iterations yet{top}"))
+                        f"{where}: no finished PC-LR run at {ratio * b} iterations yet{top}"))
             continue
         label, detail = compare(_side("CLR", a), _side("PC-LR", pc), better=True, scale_sd=sd)
         out.append((name, cid, label, f"{where}: {detail}"))
@@ -374,7 +380,7 @@ def report_section(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) ->
              "Speedup factor of each cyclic budget over PC-LR (PC-LR budget / cyclic budget at equal final test "
              "accuracy):", ""]
     lines += speedup_table(rows)
-    lines += ["", "The paper's budget claims at converged lengths:", ""]
+    lines += ["", "The budget claims at converged lengths (the paper's two, and our equal-budget extension of Fig 1a):", ""]
     lines += [f"- **{name}** (`{cid}`): **{label}**: {detail}" for name, cid, label, detail in converged_claims(rows)]
     lines += ["", "Every frontier point (figure `frontier`):", ""] + frontier_lines(rows)
     lines += ["", "### BN horizon of the baseline", ""] + bn_horizon_lines(summaries, runs)

@@ -138,6 +138,23 @@ def test_the_bn_horizon_table_sets_the_scaled_baseline_beside_the_papers_unscale
         frontier.bn_horizon_lines(pd.DataFrame(early), curves))
 
 
+def test_fig1a_at_equal_budget_is_judged_at_the_first_converged_clr_budget_of_the_full_set():
+    """Our extension of Fig 1a: CLR against PC-LR at CLR's own budget, where CLR first converged on the full set;
+    Fig 1a itself (PC-LR at 8x) waits for a run the ladder may never hold, and says how far PC-LR got."""
+    rows = [run("clr", b, 0.60 + 0.2 * (b == 500) + 0.01 * s, s, fraction=1.0, train=0.90 + 0.08 * (b == 500))
+            for b in (250, 500) for s in (0, 1)]
+    rows += [run("multistep", b, 0.70 + 0.01 * s, s, fraction=1.0) for b in (250, 500) for s in (0, 1)]
+    claims = {c[1]: c[2:] for c in frontier.converged_claims(frame(*rows))}
+    label, detail = claims["fig1a_equal_budget"]
+    assert label == "reproduced" and detail.startswith("CLR 500 iterations (first converged budget) vs PC-LR 500:")
+    assert "+10.00 pp" in detail
+    assert claims["fig1a_clr_vs_pclr"] == ("not run yet", "CLR 500 iterations (first converged budget) vs PC-LR "
+                                           "4000: no finished PC-LR run at 4000 iterations yet; PC-LR's largest "
+                                           "finished budget here is 500 iterations")
+    label, detail = {c[1]: c[2:] for c in frontier.converged_claims(frame(*rows[:2], *rows[4:]))}["fig1a_equal_budget"]
+    assert label == "not testable" and "at 250 iterations" in detail  # CLR underfit at every budget run
+
+
 def test_the_report_summary_carries_the_budget_claims_judged_at_converged_lengths(tmp_path):
     """Table 1's row in the report's summary and its claim section say the frontier's converged verdict beside
     the scale verdicts (CLR 400 converged vs PC-LR 3200, 2 seeds each: reproduced when CLR is clearly ahead)."""
