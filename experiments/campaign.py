@@ -269,7 +269,7 @@ def plan(entries: list[Entry], out: Path, extra: list[str]) -> list[Planned]:
 
 def refresh(p: Planned) -> None:
     """Read a run's status from its directory: done (DONE), partial (a checkpoint), todo."""
-    from superconv.checkpoint import CheckpointError, load
+    from superconv.checkpoint import resume_iteration
     from superconv.results import RunDir
 
     rd = RunDir(p.run_dir)
@@ -277,11 +277,7 @@ def refresh(p: Planned) -> None:
     if rd.is_done():
         p.status, p.iteration = "done", p.iterations
     elif rd.checkpoint.exists():
-        p.status = "partial"
-        try:
-            p.iteration = int((load(rd.checkpoint) or {}).get("iteration", 0))
-        except CheckpointError:
-            p.iteration = 0
+        p.status, p.iteration = "partial", resume_iteration(rd.checkpoint)
     else:
         p.status = "todo"
 

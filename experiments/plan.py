@@ -4,7 +4,9 @@ done, and what the rest costs on this machine, before anything is launched.
 Each suite command is run with `dry_run=true`: Hydra expands the sweep exactly as it would for real and
 every job prints its directory, status and images instead of training. The wall time is projected from this
 machine's measured training images/s (`experiments.throughput`: `make bench`'s records, else a short probe),
-evaluations included; each experiment line names the claim it tests.
+evaluations included; each experiment line names the claim it tests. An interrupted run counts from the
+iteration its checkpoint resumes at, and a run another process has claimed (a second `make reproduce` beside
+the first) shows as running.
 """
 
 from __future__ import annotations
@@ -88,6 +90,15 @@ def explain_train(overrides: list[str], bench: Path, python: str = sys.executabl
     return 2
 
 
+def to_go(row: dict) -> dict:
+    """The part of a run still to train: an interrupted run resumes from its checkpoint's iteration (`reached`),
+    so its images and evaluations before it are not counted again."""
+    reached = row.get("reached") or 0
+    if not reached:
+        return row
+    return {**row, "images": row["images_to_go"], "iterations": row["iterations"] - reached}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.plan", description=__doc__.splitlines()[0])
     p.add_argument("--scale", default="mini", choices=SCALES)
@@ -118,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         known = [speed.get((r["depth"], r["batch_size"], r["precision"])) for r in rs]
         if any(k is None for k in known):
             return None
-        return sum(throughput.seconds(r, k[0]) for r, k in zip(rs, known)) / 3600
+        return sum(throughput.seconds(to_go(r), k[0]) for r, k in zip(rs, known)) / 3600
 
     def fmt(h: float | None) -> str:
         return "?" if h is None else f"{h:.2f}"
@@ -131,14 +142,18 @@ def main(argv: list[str] | None = None) -> int:
             mine = [x for x in todo if x["experiment"] == experiment]
             print(f"\n{experiment} (claim {r['claim'] or '-'}; {fmt(hours(mine))} h to go): {r['why']}")
         h = None if r["status"] == "done" else hours([r])
-        print(f"{r['status']:8} {r['images']:>11,} {fmt(h):>6}  {r['run_dir']}")
+        at = f"  (at iteration {r['reached']:,} of {r['iterations']:,})" if r["status"] != "done" and r.get("reached") \
+            else ""
+        print(f"{r['status']:8} {r['images']:>11,} {fmt(h):>6}  {r['run_dir']}{at}")
     print(f"\nthis machine: {device}; training images/s used:")
     for (depth, batch, precision), found in speed.items():
         what = f"{found[0]:,.0f} img/s ({found[1]})" if found else "unknown: run `make bench` or `make data`"
         print(f"  ResNet-{depth}, batch {batch}, {precision}: {what}")
-    images = sum(r["images"] for r in todo)
+    images = sum(to_go(r)["images"] for r in todo)
     total = hours(todo)
-    print(f"\n{len(rows)} runs at scale {args.scale}: {len(rows) - len(todo)} done, {len(todo)} to run; "
+    running = sum(r["status"] == "running" for r in rows)
+    print(f"\n{len(rows)} runs at scale {args.scale}: {len(rows) - len(todo)} done, "
+          + (f"{running} running now, " if running else "") + f"{len(todo) - running} more to run; "
           f"{images:,} training images to go; projected {fmt(total)} h on this machine, one run at a time, "
           f"evaluations included (~{images * AUTHOR_GPU_HOURS_PER_IMAGE:.0f} GPU-hours at the author's 2017 "
           f"rate, 8 GTX Titan Black)")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -38,6 +40,46 @@ def test_dry_run_expands_the_sweep_and_then_reports_done(tmp_path, synthetic_dat
     assert len(commands) == 2
     plan = _dry(tmp_path, synthetic_data_dir, "dry_run=true", "model=resnet20")
     assert [p["status"] for p in plan] == ["done", "done"]
+
+
+def test_dry_run_counts_an_interrupted_run_from_its_checkpoint_and_a_claimed_one_as_running(
+        tmp_path, synthetic_data_dir):
+    """`make plan` in the middle of a study: an interrupted run has only the rest of its images to go, and a run
+    another process holds is running, not waiting."""
+    from superconv import checkpoint
+    from superconv.run_lock import RunLock
+
+    run_dir = tmp_path / "r" / "fig1a" / "protocol=clr,scale=smoke"
+    run_dir.mkdir(parents=True)
+    checkpoint.save(run_dir / "checkpoint.pt", {"iteration": 5})
+    clr = _dry(tmp_path, synthetic_data_dir, "dry_run=true")[0]
+    assert (clr["status"], clr["reached"], clr["images"], clr["images_to_go"]) == ("partial", 5, 640, 15 * 32)
+    if not Path("/proc/locks").exists():
+        pytest.skip("no /proc/locks: a claim held elsewhere cannot be seen on this system")
+    lock = RunLock(run_dir)
+    assert lock.acquire()
+    try:
+        assert RunLock(run_dir).holder() == os.getpid()
+        assert _dry(tmp_path, synthetic_data_dir, "dry_run=true")[0]["status"] == "running"
+    finally:
+        lock.release()
+    assert RunLock(run_dir).holder() is None
+
+
+def test_plan_counts_only_what_is_left_of_an_interrupted_run(tmp_path, capsys, monkeypatch):
+    from experiments import plan as plan_mod
+
+    row = {"experiment": "e", "claim": "c", "why": "w", "images": 1000, "iterations": 10, "eval_every": 5,
+           "eval_subset": None, "depth": 20, "batch_size": 100, "precision": "fp32", "run_dir": "results/e/x"}
+    rows = [{**row, "status": "running", "reached": 6, "images_to_go": 400}, {**row, "status": "todo",
+                                                                              "reached": 0, "images_to_go": 1000}]
+    assert plan_mod.to_go(rows[0])["images"] == 400 and plan_mod.to_go(rows[0])["iterations"] == 4
+    assert plan_mod.to_go(rows[1]) is rows[1]
+    monkeypatch.setattr(plan_mod, "plan", lambda scale, extra=None: rows)
+    assert plan_mod.main(["--scale", "mini", "--bench", str(tmp_path / "none.jsonl"), "--probe-seconds", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "results/e/x  (at iteration 6 of 10)" in out
+    assert "2 runs at scale mini: 0 done, 1 running now, 1 more to run; 1,400 training images to go" in out
 
 
 def test_dry_run_refuses_what_the_run_would_refuse(tmp_path, synthetic_data_dir):

@@ -59,5 +59,15 @@ def load(path: Path) -> dict | None:
         ) from None
 
 
+def resume_iteration(path: Path) -> int:
+    """The iteration a run resumes from (its checkpoint's): 0 when there is no checkpoint or it cannot be read
+    (the run itself then stops with that error). What `make plan` and a campaign count as already trained."""
+    try:
+        state = load(path)
+    except CheckpointError:
+        return 0
+    return int((state or {}).get("iteration", 0))
+
+
 def remove(path: Path) -> None:
     Path(path).unlink(missing_ok=True)

@@ -22,6 +22,7 @@ from .config import CONF_DIR, ConfigError, check_group_overrides, check_override
 from .data import DataError
 from .loop import Interrupted
 from .results import RunDir
+from .run_lock import RunLock
 from .session import USER_ERRORS, default_run_dir, plain
 
 
@@ -88,6 +89,7 @@ def check_composes(config_name: str, overrides: list[str]) -> None:
 def plan_line(cfg) -> dict:
     """What a run would do, without doing it: its directory, status and cost in images (make plan). The
     config gets the run's own checks first, so a value the run would refuse is refused here too."""
+    from .checkpoint import resume_iteration
     from .config import validate
     from .modes.range_test import validate_range_test
 
@@ -99,10 +101,14 @@ def plan_line(cfg) -> dict:
     status = "done" if store.is_done() else "partial" if store.checkpoint.exists() else "todo"
     iterations = c["range_test"]["num_it"] if c["job"] == "range_test" and c["range_test"]["mode"] == "loss" \
         else c["train"]["iterations"]
+    reached = iterations if status == "done" else resume_iteration(store.checkpoint) if status == "partial" else 0
+    if status != "done" and RunLock(store.path).holder() is not None:
+        status = "running"  # another process has claimed it: a second `make reproduce` moves past it
     return {"run_dir": str(store.path), "status": status, "experiment": c["experiment_name"], "job": c["job"],
             "depth": None if "_target_" in c["model"] else c["model"]["depth"],  # a `_target_` model: no depth
-            "iterations": iterations, "batch_size": c["train"]["batch_size"],
-            "images": iterations * c["train"]["batch_size"], "dataset": c["data"]["name"],
+            "iterations": iterations, "reached": reached, "batch_size": c["train"]["batch_size"],
+            "images": iterations * c["train"]["batch_size"],
+            "images_to_go": (iterations - reached) * c["train"]["batch_size"], "dataset": c["data"]["name"],
             "eval_every": c["train"]["eval_every"], "eval_subset": c["train"]["eval_subset"],
             "precision": c["train"]["precision"]}
 

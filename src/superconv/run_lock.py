@@ -44,6 +44,22 @@ class RunLock:
         self._fd = fd
         return True
 
+    def holder(self) -> int | None:
+        """The pid of the process that holds this run's claim, None when none does (or, off Linux, when it
+        cannot be told). Read from the kernel's lock table, /proc/locks, without taking the lock: taking it,
+        even shared and for an instant, would make a worker that claims the run at that moment skip it."""
+        try:
+            st = self.path.stat()
+            table = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            return None
+        me = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        for line in table.splitlines():  # "1: FLOCK  ADVISORY  WRITE 11895 fe:00:2147707 0 EOF"
+            parts = line.split()  # a process waiting for a lock is listed as "1: -> FLOCK ...": not a holder
+            if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == me:
+                return int(parts[4])
+        return None
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing drops the flock
