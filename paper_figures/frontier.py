@@ -380,7 +380,8 @@ def report_section(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) ->
              "Speedup factor of each cyclic budget over PC-LR (PC-LR budget / cyclic budget at equal final test "
              "accuracy):", ""]
     lines += speedup_table(rows)
-    lines += ["", "The budget claims at converged lengths (the paper's two, and our equal-budget extension of Fig 1a):", ""]
+    lines += ["", "The budget claims at converged lengths (the paper's two, and our equal-budget extension of Fig 1a):",
+              ""]
     lines += [f"- **{name}** (`{cid}`): **{label}**: {detail}" for name, cid, label, detail in converged_claims(rows)]
     lines += ["", "Every frontier point (figure `frontier`):", ""] + frontier_lines(rows)
     lines += ["", "### BN horizon of the baseline", ""] + bn_horizon_lines(summaries, runs)

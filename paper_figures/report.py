@@ -448,9 +448,10 @@ def _scale_lines(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) -> l
                    f"seeds ({sd.df} degrees of freedom)" if sd is not None
                    else "not measurable (no configuration of a claim's experiments finished with 2 seeds)")
         if converged_sd is not None and converged_sd.scale == scale:
-            sd_text += (f"; the claims at converged lengths: {converged_sd.sd:.2f} pp, from the "
-                        f"{converged_sd.groups} converged frontier configuration{'s' if converged_sd.groups != 1 else ''}"
-                        f" run with >= 2 seeds ({converged_sd.df} degrees of freedom)")
+            n = converged_sd.groups
+            sd_text += (f"; the claims at converged lengths: {converged_sd.sd:.2f} pp, from the {n} converged "
+                        f"frontier configuration{'s' if n != 1 else ''} run with >= 2 seeds "
+                        f"({converged_sd.df} degrees of freedom)")
         devices = join_values(column_values(part, "device"))
         out.append(f"- **{scale}**: {len(part)} run{'s' if len(part) != 1 else ''} on {devices}; "
                    f"{nets}; {'; '.join(sched)}. Protocols: "
