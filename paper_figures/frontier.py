@@ -19,8 +19,8 @@ ladder per schedule and training-set fraction):
   runs converged (mean final training accuracy >= superconv.health.UNDERFIT_BELOW) against PC-LR at 8x that
   budget; Fig 1a is the same on the full training set, and our equal-budget extension of it compares CLR with
   PC-LR at that same budget. Judged with the report's own rule
-  (`paper_figures.judging.compare`) and, as noise, the seed sd of the frontier's converged configurations
-  (`converged_seed_sd`).
+  (`paper_figures.judging.compare`) and, as noise, the frontier scale's seed sd: that of its converged
+  configurations, the ladder's and the sweeps' (`paper_figures.verdicts.converged_seed_sd`).
 - **BN horizon of the baseline** (`bn_horizon_table`): PC-LR at the top of the 10k-subset ladder with its BN
   average scaled with the run (the frontier's) beside the paper's unscaled Caffe fraction 0.999 (the
   `bn_horizon` experiment at this scale), so the report can say whether the author's baseline failure (test
@@ -40,12 +40,13 @@ from superconv.health import UNDERFIT_BELOW
 
 from . import style
 from .judging import NOT_RUN, NOT_TESTABLE, Side, compare, fit_text, seed_sd
-from .verdicts import TRAIN_ACC_COL, TRAIN_SRC_COL, attach_fit, batch_train_acc, finished_runs
+from .verdicts import (FRONTIER_EXPERIMENT, TRAIN_ACC_COL, TRAIN_SRC_COL, attach_fit, batch_train_acc,
+                       converged_seed_sd, finished_runs, scale_sds)
 
 __all__ = ["EXPERIMENT", "SCHEDULES", "Factor", "frontier_table", "crossing", "speedups", "converged_claims",
            "bn_horizon_table", "draw", "report_section", "readme_block"]
 
-EXPERIMENT = "frontier"
+EXPERIMENT = FRONTIER_EXPERIMENT
 HORIZON_EXPERIMENT = "bn_horizon"  # the PC-LR run at the paper's unscaled BN fraction (experiments/suites.py)
 SCHEDULES = {"clr": "CLR", "one_cycle": "1cycle", "multistep": "PC-LR"}  # schedule.name -> label
 BASELINE = "multistep"
@@ -171,21 +172,17 @@ def _side(label: str, rows: pd.DataFrame) -> Side:
     return Side(label, tuple(100 * rows["final_test_acc"].astype(float)), 0)
 
 
-def converged_seed_sd(rows: pd.DataFrame):
-    """The seed sd of the frontier's converged configurations (mean final training accuracy >= UNDERFIT_BELOW):
-    the noise of a comparison between converged runs. The underfit rungs are left out: there one seed may barely
-    have started learning when the other has (1cycle at 100-200 iterations of the subset: 12-16 pp apart), a
-    spread that says nothing about how far two converged runs of one configuration land apart."""
-    if rows.empty:
-        return None
-    fit = rows.groupby(["fraction", "schedule", "iterations"])[TRAIN_ACC_COL].transform("mean")
-    return seed_sd(rows[(fit >= UNDERFIT_BELOW).to_numpy()].assign(job_type="train"), "frontier")
+def noise(summaries: pd.DataFrame):
+    """The frontier scale's seed sd (`verdicts.scale_sds`: its converged configurations, the ladder's and the
+    sweeps'): the noise of the claims at converged lengths, as of every other claim judged at this scale."""
+    return scale_sds(summaries).get(EXPERIMENT) if not summaries.empty else None
 
 
-def converged_claims(rows: pd.DataFrame) -> list[tuple[str, str, str, str]]:
+def converged_claims(rows: pd.DataFrame, sd=None) -> list[tuple[str, str, str, str]]:
     """(claim, claim id, label, detail) of each of CONVERGED_CLAIMS: the first CLR budget whose runs converged
-    against PC-LR at the claim's multiple of it (module docstring)."""
-    sd = converged_seed_sd(rows)
+    against PC-LR at the claim's multiple of it (module docstring). `sd`: the frontier scale's seed sd
+    (`noise`); by default that of `rows` alone."""
+    sd = converged_seed_sd(rows, EXPERIMENT) if sd is None else sd
     out = []
     for fraction, ratio, name, cid in CONVERGED_CLAIMS:
         part = rows[np.isclose(rows["fraction"].astype(float), fraction)] if not rows.empty else rows
@@ -222,7 +219,8 @@ def converged_verdicts(summaries: pd.DataFrame, runs: pd.DataFrame | None = None
     """claim id -> (label, detail) of `converged_claims` on the frontier's finished runs; {} when none finished.
     The report's summary and the README's claim table both show these beside each claim's own verdict."""
     budget = frontier_runs(summaries, runs)
-    return {} if budget.empty else {cid: (label, detail) for _, cid, label, detail in converged_claims(budget)}
+    return {} if budget.empty else {cid: (label, detail)
+                                    for _, cid, label, detail in converged_claims(budget, noise(summaries))}
 
 
 def bn_horizon_table(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -382,7 +380,8 @@ def report_section(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) ->
     lines += speedup_table(rows)
     lines += ["", "The budget claims at converged lengths (the paper's two, and our equal-budget extension of Fig 1a):",
               ""]
-    lines += [f"- **{name}** (`{cid}`): **{label}**: {detail}" for name, cid, label, detail in converged_claims(rows)]
+    lines += [f"- **{name}** (`{cid}`): **{label}**: {detail}"
+              for name, cid, label, detail in converged_claims(rows, noise(summaries))]
     lines += ["", "Every frontier point (figure `frontier`):", ""] + frontier_lines(rows)
     lines += ["", "### BN horizon of the baseline", ""] + bn_horizon_lines(summaries, runs)
     return lines
@@ -392,7 +391,7 @@ def readme_block(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) -> s
     """README.md's frontier block: the speedup factors and the converged claims, generated."""
     rows = frontier_runs(summaries, runs)
     lines = speedup_table(rows) + [""]
-    lines += [f"- {name}: **{label}**: {detail}" for name, _, label, detail in converged_claims(rows)]
+    lines += [f"- {name}: **{label}**: {detail}" for name, _, label, detail in converged_claims(rows, noise(summaries))]
     done = len(rows)
     lines += ["", f"From {done} finished frontier run{'s' if done != 1 else ''} "
                   "([REPORT](paper_figures/REPORT.md#the-frontier) has every point)."]

@@ -47,7 +47,7 @@ from .load import FACTORS
 __all__ = ["REPRODUCED", "PARTLY", "NOT_REPRODUCED", "INDICATIVE", "INCONCLUSIVE", "STILL_RISING", "NOT_TESTABLE",
            "NOT_JUDGED", "NOT_RUN", "VERDICTS", "JUDGED", "MIN_N", "HIGH_SHARE", "TRAIN_IMAGES", "FULL_PASS", "TAIL",
            "PROTOCOL_COLUMNS", "IDENTITY", "Protocol", "protocol_of", "SeedSd", "Side", "Regime", "pooled_sd",
-           "seed_sd", "comparison_noise", "compare", "epochs", "fit_text", "regime_gap", "high_share", "range_run",
+           "identity_key", "seed_sd", "comparison_noise", "compare", "epochs", "fit_text", "regime_gap", "high_share", "range_run",
            "range_case", "combine", "flag_note", "split_flags"]
 
 REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
@@ -170,6 +170,12 @@ def _norm(v):
     return str(v)
 
 
+def identity_key(r) -> tuple:
+    """A run's configuration without its seed (`IDENTITY`, the protocol as `protocol_of` reads it): runs with
+    equal keys differ only in their seed."""
+    return tuple(_norm(r.get(c)) for c in IDENTITY if c not in PROTOCOL_COLUMNS) + (protocol_of(r),)
+
+
 def seed_sd(runs: pd.DataFrame, scale: str) -> SeedSd | None:
     """The seed sd of one scale, from every run of the study at that scale (pass only that scale's rows).
 
@@ -187,8 +193,7 @@ def seed_sd(runs: pd.DataFrame, scale: str) -> SeedSd | None:
         fin = fin[fin["job_type"].map(lambda j: j != "range_test")]
     groups: dict[tuple, dict] = {}
     for _, r in fin.iterrows():
-        p = protocol_of(r)
-        key = tuple(_norm(r.get(c)) for c in IDENTITY if c not in PROTOCOL_COLUMNS) + (p,)
+        key = identity_key(r)
         seed = _norm(r.get("seed"))
         seed = ("run", r.get("run")) if seed is None else seed
         groups.setdefault(key, {}).setdefault(seed, []).append(100 * float(r["final_test_acc"]))

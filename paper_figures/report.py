@@ -46,8 +46,8 @@ from .claims import BUDGET, CLAIMS, Claim
 from .judging import (HIGH_SHARE, INCONCLUSIVE, INDICATIVE, MIN_N, NOT_RUN, NOT_TESTABLE, STILL_RISING, TAIL,
                       protocol_of, split_flags)
 from .load import scale_labels, scales_in
-from .verdicts import (ESTIMATE_PREFIX, HEALTH_COL, HEALTH_SRC_COL, HEALTH_WHY_COL, LABEL_COL, PEAK_COL, PEAK_LR_COL,
-                       Verdict, as_number, axis_values, by_scale, by_setting, claim_cases, claim_pool, counted_runs,
+from .verdicts import (CONVERGED_NOISE_SCALES, ESTIMATE_PREFIX, HEALTH_COL, HEALTH_SRC_COL, HEALTH_WHY_COL,
+                       LABEL_COL, PEAK_COL, PEAK_LR_COL, Verdict, as_number, axis_values, by_scale, by_setting, claim_cases, claim_pool, counted_runs,
                        diverged_runs, finished_runs, fmt_value, judge_all, pct_text, ref_for, run_epochs, run_fits,
                        run_flags, same_value, scale_sds, select_runs, unfinished_runs)
 
@@ -419,16 +419,14 @@ SCALE_RULE = """\
 """
 
 
-def _scale_lines(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) -> list[str]:
+def _scale_lines(summaries: pd.DataFrame) -> list[str]:
     """One paragraph per scale of the store, every number read from its runs: runs, hardware, networks, per
-    schedule the batch sizes, iterations and epochs, the protocols, and the seed sd the verdicts use (the
-    claims' noise from the claims' own experiments; the frontier's claims at converged lengths from its
-    converged configurations, `frontier.converged_seed_sd`)."""
+    schedule the batch sizes, iterations and epochs, the protocols, and the seed sd the verdicts use
+    (`verdicts.scale_sds`: of converged configurations only where a scale mixes converged and underfit lengths)."""
     if summaries.empty:
         return ["No runs yet."]
     out = []
     sds = scale_sds(summaries)
-    converged_sd = frontier.converged_seed_sd(frontier.frontier_runs(summaries, runs))
     for scale, part in by_scale(summaries):
         nets = ", ".join(f"ResNet-{join_values([d])} {join_values(column_values(g, 'variant'))}"
                          for d, g in part.groupby("depth", sort=True)) if "depth" in part else "?"
@@ -444,14 +442,13 @@ def _scale_lines(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) -> l
             t = protocol_of(r).text()
             protos[t] = protos.get(t, 0) + 1
         sd = sds.get(scale)
-        sd_text = (f"{sd.sd:.2f} pp, from {sd.groups} configuration{'s' if sd.groups != 1 else ''} run with >= 2 "
+        which = "converged configuration" if scale in CONVERGED_NOISE_SCALES else "configuration"
+        sd_text = (f"{sd.sd:.2f} pp, from {sd.groups} {which}{'s' if sd.groups != 1 else ''} run with >= 2 "
                    f"seeds ({sd.df} degrees of freedom)" if sd is not None
-                   else "not measurable (no configuration of a claim's experiments finished with 2 seeds)")
-        if converged_sd is not None and converged_sd.scale == scale:
-            n = converged_sd.groups
-            sd_text += (f"; the claims at converged lengths: {converged_sd.sd:.2f} pp, from the {n} converged "
-                        f"frontier configuration{'s' if n != 1 else ''} run with >= 2 seeds "
-                        f"({converged_sd.df} degrees of freedom)")
+                   else f"not measurable (no {which} of the study finished with 2 seeds)")
+        if scale in CONVERGED_NOISE_SCALES:
+            sd_text += (" (underfit configurations left out: there one seed may not have started learning when "
+                        "the other has)")
         devices = join_values(column_values(part, "device"))
         out.append(f"- **{scale}**: {len(part)} run{'s' if len(part) != 1 else ''} on {devices}; "
                    f"{nets}; {'; '.join(sched)}. Protocols: "
@@ -509,7 +506,7 @@ def render_report(summaries: pd.DataFrame, reference: Mapping[str, CaffeLog] | N
     out += ["", "## The frontier", ""] + frontier.report_section(summaries, runs)
     out += ["", "## Scales", "", "What each scale ran, read from its runs' config.yaml and summary.json (epochs = "
             "iterations x batch / training images of the subset), and the seed sd its comparisons use as noise:", ""]
-    out += _scale_lines(summaries, runs)
+    out += _scale_lines(summaries)
     out += ["", "## Verdict rules", "", _rules(CLAIMS).rstrip() + ("\n" + SCALE_RULE.rstrip() if several else ""),
             "", "## Claims", ""]
     for claim, v in verdicts:

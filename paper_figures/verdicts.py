@@ -21,8 +21,8 @@ from superconv.lr_estimate import landmarks
 
 from .claims import CLAIMS, MAX, MIN, Claim, Group, Ref
 from .judging import (FULL_PASS, JUDGED, NOT_JUDGED, NOT_RUN, NOT_TESTABLE, TAIL, VERDICTS, SeedSd, Side, combine,
-                      compare, epochs, flag_note, high_share, protocol_of, range_case, range_run, regime_gap, seed_sd,
-                      split_flags)
+                      compare, epochs, flag_note, high_share, identity_key, protocol_of, range_case, range_run,
+                      regime_gap, seed_sd, split_flags)
 from .load import scale_labels, scales_in
 
 __all__ = ["Verdict", "judge", "judge_all", "by_scale", "by_setting", "attach_curves", "attach_health",
@@ -314,14 +314,43 @@ def _protocol_keys(rows: pd.DataFrame) -> list:
     return out
 
 
+FRONTIER_EXPERIMENT = "frontier"  # the budget ladder (paper_figures.frontier): judged by its own section
+# Scales whose runs mix converged and underfit lengths by design: the frontier's ladder starts where every schedule
+# is underfit, and its sweeps' arms (batch 256 at CLR's 400 iterations: 10 epochs) may be. There a claim is judged
+# only where its reference arm converged, so the noise is measured on converged configurations alone
+# (`converged_seed_sd`); an underfit arm's own spread still enters through the pooled sd of the two arms.
+CONVERGED_NOISE_SCALES = ("frontier",)
+
+
+def converged_seed_sd(rows: pd.DataFrame, scale: str) -> SeedSd | None:
+    """`judging.seed_sd` over the configurations of `rows` that converged: mean final training accuracy (TRAIN_ACC_COL,
+    `attach_fit` when absent) >= superconv.health.UNDERFIT_BELOW. Underfit configurations are left out: there one
+    seed may barely have started learning when the other has (the frontier's 1cycle at 100-200 iterations of the
+    subset: 12-16 pp apart), a spread that says nothing about how far two converged runs land apart."""
+    if rows.empty:
+        return None
+    fit = rows if TRAIN_ACC_COL in rows else attach_fit(rows, None)
+    keys = [identity_key(r) for _, r in fit.iterrows()]
+    ids = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    mean = pd.to_numeric(fit[TRAIN_ACC_COL], errors="coerce").groupby([ids[k] for k in keys]).transform("mean")
+    return seed_sd(fit[(mean >= run_health.UNDERFIT_BELOW).to_numpy()], scale)
+
+
 def scale_sds(summaries: pd.DataFrame) -> dict[str, SeedSd | None]:
     """The seed sd of every scale, each from that scale's runs of the study (`judging.seed_sd`): runs of
-    experiments some claim judges. Checks outside the study (precision_check: a 10-epoch ResNet-20 labelled
+    experiments some claim judges (and, at the frontier scale, its ladder), at CONVERGED_NOISE_SCALES of their
+    converged configurations only. Checks outside the study (precision_check: a 10-epoch ResNet-20 labelled
     paper scale because it sets its own lengths) say nothing about the noise of that scale's comparisons."""
     judged = {e for c in CLAIMS for e in c.experiments}
     if "experiment" in summaries:
-        summaries = summaries[summaries["experiment"].isin(judged)]
-    return {s: seed_sd(part, s) for s, part in by_scale(summaries)}
+        summaries = summaries[summaries["experiment"].isin(judged | {FRONTIER_EXPERIMENT})]
+    out = {}
+    for s, part in by_scale(summaries):
+        if s in CONVERGED_NOISE_SCALES:
+            out[s] = converged_seed_sd(part, s)
+        else:
+            out[s] = seed_sd(part[part["experiment"] != FRONTIER_EXPERIMENT] if "experiment" in part else part, s)
+    return out
 
 
 def judge(claim: Claim, summaries: pd.DataFrame) -> Verdict:

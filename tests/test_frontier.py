@@ -169,7 +169,26 @@ def test_the_report_summary_carries_the_budget_claims_judged_at_converged_length
     [fig1a] = [x for x in text.splitlines() if x.startswith("| [fig1a_clr_vs_pclr]")]
     assert fig1a.endswith(f"{CONVERGED}: not run yet |")
     # the Scales section names the noise the converged claims use: the converged groups' seed sd (3 groups,
-    # 0.2, 0.1, 0.1 pp apart: sqrt((0.02 + 0.005 + 0.005) / 3)), not just "not measurable" (no claim's own
-    # experiment has run at this scale)
+    # 0.2, 0.1, 0.1 pp apart: sqrt((0.02 + 0.005 + 0.005) / 3)), the ladder's own runs counted
     [scale] = [x for x in text.splitlines() if x.startswith("- **frontier**")]
-    assert "the claims at converged lengths: 0.10 pp, from the 3 converged frontier configurations" in scale
+    assert "Seed sd: 0.10 pp, from 3 converged configurations run with >= 2 seeds" in scale
+
+
+def test_a_sweep_at_the_frontier_scale_takes_its_noise_from_converged_configurations():
+    """At the frontier scale underfit configurations (a ladder rung and a sweep arm, each 40 pp apart) are no noise
+    for a comparison whose arms both converged: weight decay 1e-4 (76.0, 76.2%) against 1e-3 (74.0, 74.2%) is 2 pp apart with ~0.1 pp seeds."""
+    from paper_figures.claims import CLAIMS
+    from paper_figures.verdicts import judge, scale_sds
+
+    rows = [run("clr", 100, 0.30 + 0.40 * s, s, train=0.60) for s in (0, 1)]  # underfit, 40 pp apart
+    rows += [run("clr", 400, 0.750 + 0.001 * s, s) for s in (0, 1)]
+    rows += [{**run("clr", 400, acc + 0.002 * s, s), "experiment": "fig10b_weight_decay", "weight_decay": wd,
+              "run": f"wd{wd}-{s}"} for wd, acc in ((1e-4, 0.760), (1e-3, 0.740)) for s in (0, 1)]
+    rows += [{**run("clr", 400, 0.30 + 0.40 * s, s, train=0.60), "experiment": "fig10b_weight_decay",
+              "weight_decay": 1e-5, "run": f"wd1e-5-{s}"} for s in (0, 1)]  # an underfit arm of the sweep
+    df = pd.DataFrame(rows)
+    sd = scale_sds(df)["frontier"]
+    assert (sd.groups, round(sd.sd, 3)) == (3, round(((0.005 + 0.02 + 0.02) / 3) ** 0.5, 3))
+    [claim] = [c for c in CLAIMS if c.id == "fig10b_weight_decay"]
+    v = judge(claim, df)
+    assert v.label == "reproduced" and "frontier seed sd 0.12 pp (3 groups)" in v.detail
