@@ -47,8 +47,8 @@ from .load import FACTORS
 __all__ = ["REPRODUCED", "PARTLY", "NOT_REPRODUCED", "INDICATIVE", "INCONCLUSIVE", "STILL_RISING", "NOT_TESTABLE",
            "NOT_JUDGED", "NOT_RUN", "VERDICTS", "JUDGED", "MIN_N", "HIGH_SHARE", "TRAIN_IMAGES", "FULL_PASS", "TAIL",
            "PROTOCOL_COLUMNS", "IDENTITY", "Protocol", "protocol_of", "SeedSd", "Side", "Regime", "pooled_sd",
-           "identity_key", "seed_sd", "comparison_noise", "compare", "epochs", "fit_text", "regime_gap", "high_share", "range_run",
-           "range_case", "combine", "flag_note", "split_flags"]
+           "identity_key", "seed_sd", "comparison_noise", "compare", "epochs", "fit_text", "regime_gap", "high_share",
+           "range_run", "range_case", "combine", "flag_note", "split_flags"]
 
 REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
 INDICATIVE = "indicative (n=1)"

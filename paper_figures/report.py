@@ -47,9 +47,10 @@ from .judging import (HIGH_SHARE, INCONCLUSIVE, INDICATIVE, MIN_N, NOT_RUN, NOT_
                       protocol_of, split_flags)
 from .load import scale_labels, scales_in
 from .verdicts import (CONVERGED_NOISE_SCALES, ESTIMATE_PREFIX, HEALTH_COL, HEALTH_SRC_COL, HEALTH_WHY_COL,
-                       LABEL_COL, PEAK_COL, PEAK_LR_COL, Verdict, as_number, axis_values, by_scale, by_setting, claim_cases, claim_pool, counted_runs,
-                       diverged_runs, finished_runs, fmt_value, judge_all, pct_text, ref_for, run_epochs, run_fits,
-                       run_flags, same_value, scale_sds, select_runs, unfinished_runs)
+                       LABEL_COL, PEAK_COL, PEAK_LR_COL, Verdict, as_number, axis_values, by_scale, by_setting,
+                       claim_cases, claim_pool, counted_runs, diverged_runs, finished_runs, fmt_value, judge_all,
+                       pct_text, ref_for, run_epochs, run_fits, run_flags, same_value, scale_sds, select_runs,
+                       unfinished_runs)
 
 __all__ = ["build_report", "render_report", "decision_rule", "cell_text", "result_text"]
 

@@ -176,7 +176,8 @@ def test_the_report_summary_carries_the_budget_claims_judged_at_converged_length
 
 def test_a_sweep_at_the_frontier_scale_takes_its_noise_from_converged_configurations():
     """At the frontier scale underfit configurations (a ladder rung and a sweep arm, each 40 pp apart) are no noise
-    for a comparison whose arms both converged: weight decay 1e-4 (76.0, 76.2%) against 1e-3 (74.0, 74.2%) is 2 pp apart with ~0.1 pp seeds."""
+    for a comparison whose arms both converged: weight decay 1e-4 (76.0, 76.2%) against 1e-3 (74.0, 74.2%) is 2 pp
+    apart with ~0.1 pp seeds."""
     from paper_figures.claims import CLAIMS
     from paper_figures.verdicts import judge, scale_sds
 
