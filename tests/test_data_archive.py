@@ -133,3 +133,6 @@ def test_missing_data_in_a_multirun_skips_and_exits_3(tmp_path):
     assert proc.returncode == 3, proc.stderr
     assert "2 run(s) of this sweep skipped" in proc.stderr and "make data" in proc.stderr
     assert proc.stderr.count("  skipped ") == 2
+    # Hydra's record of the sweep goes to the gitignored outputs/, not into the directory the sweep ran from
+    assert not (tmp_path / "multirun.yaml").exists()
+    assert "seed=0,1" in (tmp_path / "outputs" / "multirun" / "multirun.yaml").read_text()
