@@ -1,7 +1,8 @@
 """`python -m experiments.aggregate [results_dir]`: one table per experiment, `<results_dir>/<experiment>.csv`.
 
-One row per run (swept factors, seed, status, final and best test accuracy, iterations, wall time),
-rebuilt from the run directories alone, so it can never disagree with them. Written only when its
+One row per run (swept factors, seed, status, final and best test accuracy, the final full-pass training
+accuracy that says whether it converged (empty for runs stored before it was measured), iterations, wall
+time), rebuilt from the run directories alone, so it can never disagree with them. Written only when its
 content changed.
 """
 
@@ -15,8 +16,8 @@ from superconv.atomic import write_if_changed
 
 COLUMNS = ["run", "status", "seed", "depth", "variant", "dataset", "fraction", "augment", "batch_size",
            "iterations", "optimizer", "momentum", "nesterov", "weight_decay", "dropout", "schedule", "max_lr",
-           "min_lr", "scale", "final_test_acc", "best_test_acc", "iterations_run", "images_seen", "wall_s",
-           "images_per_s", "device", "git_sha"]
+           "min_lr", "scale", "final_test_acc", "final_train_acc", "best_test_acc", "iterations_run",
+           "images_seen", "wall_s", "images_per_s", "device", "git_sha"]
 
 
 def aggregate(results_dir: Path) -> list[Path]:

@@ -136,12 +136,17 @@ def test_the_mini_study_is_sized_for_its_claims():
 def test_aggregate_writes_one_table_per_experiment(tmp_path):
     results = tmp_path / "results"
     shutil.copytree(ROOT / "tests" / "fixtures" / "results", results)
+    run = results / "fig1a" / "model=resnet20,scale=smoke,schedule=multistep,seed=1" / "summary.json"
+    run.write_text(json.dumps(json.loads(run.read_text()) | {"final_train_acc": 0.875}))
     written = aggregate(results)
     assert sorted(p.name for p in written) == ["fig1a.csv", "fig6a_fraction.csv", "range_fig2b_5k.csv",
                                                "range_lrfind.csv", "table1_maxlr.csv"]
     fig1a = pd.read_csv(results / "fig1a.csv")
     assert len(fig1a) == 5 and set(fig1a["status"]) == {"completed", "unfinished"}
     assert {"seed", "schedule", "final_test_acc", "wall_s"} <= set(fig1a.columns)
+    train = fig1a.set_index("run")["final_train_acc"]  # measured where the run has it, empty where not
+    assert train["model=resnet20,scale=smoke,schedule=multistep,seed=1"] == 0.875
+    assert train.drop("model=resnet20,scale=smoke,schedule=multistep,seed=1").isna().all()
     before = (results / "fig1a.csv").stat().st_mtime_ns
     aggregate(results)
     assert (results / "fig1a.csv").stat().st_mtime_ns == before  # unchanged content is not rewritten
