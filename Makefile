@@ -73,13 +73,13 @@ aggregate: install ## results/<experiment>.csv, one row per run, from the run di
 sweep-fraction: ## Table 1 / Fig 6a, training-set fraction, CLR vs PC-LR = make reproduce ONLY=fig6a_fraction (SCALE=smoke|mini|paper)
 	@$(MAKE) --no-print-directory reproduce ONLY=fig6a_fraction
 
-sweep-batch: ## Fig 9a, batch size = make reproduce ONLY=fig9a_batch (SCALE=smoke|mini|paper)
+sweep-batch: ## Fig 9a, batch size = make reproduce ONLY=fig9a_batch (SCALE=smoke|mini|frontier|paper)
 	@$(MAKE) --no-print-directory reproduce ONLY=fig9a_batch
 
-sweep-weight-decay: ## Fig 10b, weight decay = make reproduce ONLY=fig10b_weight_decay (SCALE=smoke|mini|paper)
+sweep-weight-decay: ## Fig 10b, weight decay = make reproduce ONLY=fig10b_weight_decay (SCALE=smoke|mini|frontier|paper)
 	@$(MAKE) --no-print-directory reproduce ONLY=fig10b_weight_decay
 
-sweep-dropout: ## Fig 9b, dropout = make reproduce ONLY=fig9b_dropout (SCALE=smoke|mini|paper)
+sweep-dropout: ## Fig 9b, dropout = make reproduce ONLY=fig9b_dropout (SCALE=smoke|mini|frontier|paper)
 	@$(MAKE) --no-print-directory reproduce ONLY=fig9b_dropout
 
 clean: ## remove ad-hoc outputs and caches (never results/ or data/)

@@ -1,6 +1,6 @@
 """The paper's claims as data: what each says, its numbers, which runs test it and how they are compared.
 
-`CLAIMS` lists one `Claim` per claim of the paper (docs/PROTOCOL.md §6) (and our extensions, marked as such): its
+`CLAIMS` lists one `Claim` per claim of the paper (docs/PROTOCOL.md §7) (and our extensions, marked as such): its
 paper artifact and number as printed (the only typed-in text of the report), the experiments whose runs
 test it, the two groups it compares (filters on the runs' columns), the sweep the table shows, the
 author's logs to read, the figure to look at and the arm whose convergence makes it testable. Judging

@@ -403,7 +403,7 @@ CAVEATS = f"""\
   of every scale are listed under Scales, read from its runs. Smaller scales are about the direction of an
   effect, not the paper's absolute numbers.
 - The paper used Caffe on 8 GPUs with a total batch of 1000; hardware, batch and BN momentum change the
-  outcome (docs/PROTOCOL.md §7: independent reproductions disagree). The hardware of each run is in its cell.
+  outcome (docs/PROTOCOL.md §8: independent reproductions disagree). The hardware of each run is in its cell.
 - Runs of protocol v1 (nn.BatchNorm2d statistics over the whole batch, PyTorch's un-corrected running
   averages) do not compute BatchNorm as the author's Caffe did (statistics per GPU, bias-corrected running
   averages); every cell names its runs' protocol and precision, and no verdict mixes protocols.

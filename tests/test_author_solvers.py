@@ -97,7 +97,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("*", "test_images"): "Caffe tests 200 batches (200 x 125 = 25,000 images, 200 x 100 for ResNet-110) from the "
                           "10,000-image test set, its cursor wrapping around and carrying over between tests; "
                           "ours tests each of the 10,000 once: the same expected accuracy",
-    ("*", "precision"): "Caffe trained in fp32; train.precision=auto runs bf16 autocast on a GPU. Issue 13 part 3 "
+    ("*", "precision"): "Caffe trained in fp32; train.precision=auto runs bf16 autocast on a GPU. The campaign "
                         "measures fp32/TF32 against bf16 and gives the paper scale its precision",
     ("lr35AdaDeltaFig9", "momentum"): "Caffe's AdaDelta decays its averages at the solver's momentum, unset: 0 "
                                       "(no running averages); PyTorch's rho 0.9 is not configurable "

@@ -240,7 +240,7 @@ def test_the_unfused_path_is_benched_by_default_on_cpu_only():
 
 
 def test_the_bf16_cpu_check_refuses_a_cpu_without_bf16_instructions(tmp_path):
-    """scripts/cpu_bf16_check.sh measures issue 15's bf16 targets; on a CPU without avx512_bf16/amx_bf16 it must
+    """scripts/cpu_bf16_check.sh measures the bf16 targets on such a CPU; on a CPU without avx512_bf16/amx_bf16 it must
     stop before benching anything (an lscpu that lists neither stands in for such a CPU on any machine)."""
     from pathlib import Path
 

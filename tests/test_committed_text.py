@@ -37,7 +37,8 @@ def shipped_files():
 
 def test_the_pattern_finds_a_machine_folder_and_spares_relative_and_home_paths(tmp_path):
     probe = tmp_path / "x.yaml"
-    probe.write_text("data_dir: /work/study-data\ncommand: --out /root/out/bench\nok: data ~/cifar ./a/b results/tmp/x\n")
+    probe.write_text("data_dir: /work/study-data\ncommand: --out /root/out/bench\n"
+                     "ok: data ~/cifar ./a/b results/tmp/x\n")
     assert machine_paths([probe], tmp_path) == ["x.yaml:1: /work/study-data", "x.yaml:2: /root/out"]
 
 

@@ -35,7 +35,8 @@ def test_every_dependency_is_pinned_and_environment_yml_uses_the_lock():
     assert {_name(d) for d in deps} <= set(pins), set(map(_name, deps)) - set(pins)
     assert "superconv" not in pins and "matplotlib" in pins and project["license"] == "MIT"
     env = (ROOT / "environment.yml").read_text()
-    assert "-r requirements.lock" in env and "- python=3.11" in env
+    assert "- -c requirements.lock" in env and "-r requirements.lock" not in env  # constraints, as make install
+    assert "- python=3.11" in env
     assert "Python 3.11" in (ROOT / "requirements.lock").read_text().splitlines()[0]
     assert "-c requirements.lock" in (ROOT / "Makefile").read_text()
 

@@ -86,7 +86,7 @@ def test_compiled_step_matches_eager_fp32(device):
 
 
 # train.compile_mode (torch.compile's mode: reduce-overhead = CUDA graphs, max-autotune) and train.tf32 (TF32
-# tensor cores for fp32 on CUDA): what issue 16's faster CUDA path is tried with, off by default.
+# tensor cores for fp32 on CUDA): what the faster CUDA path is tried with, off by default.
 
 
 @pytest.fixture

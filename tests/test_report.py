@@ -435,7 +435,7 @@ def test_report_on_a_two_scale_fixture(tmp_path):
     assert "(n=4)" not in text
 
 
-# ------------------------------------------------------------------------------ issue 13: verdicts that need evidence
+# ------------------------------------------------------------------------------ verdicts that need evidence
 def test_underfit_clr_runs_make_the_budget_claims_not_testable():
     claim = BY_ID["fig1a_clr_vs_pclr"]
     underfit = [dict(r, final_train_acc=0.75 if r["schedule"] == "clr" else 0.999)
