@@ -281,7 +281,7 @@ def bn_horizon_lines(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) 
 
 # ------------------------------------------------------------------------------ figure
 def draw(runs: pd.DataFrame, summaries: pd.DataFrame, out_dir: Path, reference=None) -> list[Path]:
-    """frontier.png/.pdf: final test accuracy (solid, band = seed range) and training accuracy (thin) against
+    """frontier.png/.pdf: final test accuracy (solid, band and bar = seed range) and training accuracy (thin) against
     training images (log axis), one colour per schedule, one panel per training-set fraction; frontier.csv."""
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -307,6 +307,8 @@ def draw(runs: pd.DataFrame, summaries: pd.DataFrame, out_dir: Path, reference=N
             ax.plot(x, stats["test"], "-o", color=colours[schedule], markersize=3,
                     label=f"{label} test")
             ax.fill_between(x, stats["lo"], stats["hi"], color=colours[schedule], alpha=0.2, linewidth=0)
+            ax.vlines(x, stats["lo"], stats["hi"], color=colours[schedule], linewidth=0.8, alpha=0.6)  # a band
+            # has no width at a lone budget: the bar keeps its seed range visible there
             ax.plot(x, stats["train"], "-x", color=colours[schedule], linewidth=0.7, markersize=3, alpha=0.8,
                     label=f"{label} train")
         ax.axhline(UNDERFIT_BELOW, color="grey", linewidth=0.6, linestyle=":")
@@ -325,7 +327,7 @@ def draw(runs: pd.DataFrame, summaries: pd.DataFrame, out_dir: Path, reference=N
         labels += [y for y in lab if y not in labels]
     if handles:
         axes[0][-1].legend(handles, labels, fontsize="x-small", loc="lower right")
-    fig.suptitle("Accuracy against training budget (ResNet-20, batch 1000; bands: seed range; "
+    fig.suptitle("Accuracy against training budget (ResNet-20, batch 1000; bands and bars: seed range; "
                  f"dotted: {UNDERFIT_BELOW:.0%} training accuracy)", fontsize="small")
     written = style.save(fig, out_dir / "frontier")
     written.append(style.write_table(table, out_dir / "frontier.csv"))
