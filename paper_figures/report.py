@@ -420,8 +420,23 @@ SCALE_RULE = """\
 """
 
 
+def _cost_text(part: pd.DataFrame) -> str:
+    """"; 25.3M training images in 22.6 h of run time": what a scale cost, from its runs' summaries (run time: each
+    run's wall time, summed; runs that ran side by side count each; time lost to an interruption after the last
+    checkpoint is not in it). Empty where the summaries hold neither."""
+    parts = []
+    images = pd.to_numeric(part.get("images_seen"), errors="coerce") if "images_seen" in part else None
+    if images is not None and images.notna().any():
+        total = float(images.sum())
+        parts.append(f"{total / 1e6:.2f}M training images" if total >= 1e6 else f"{total:,.0f} training images")
+    wall = pd.to_numeric(part.get("wall_s"), errors="coerce") if "wall_s" in part else None
+    if wall is not None and wall.notna().any():
+        parts.append(f"{float(wall.sum()) / 3600:.1f} h of run time (the runs' wall times summed)")
+    return f"; {' in '.join(parts)}" if parts else ""
+
+
 def _scale_lines(summaries: pd.DataFrame) -> list[str]:
-    """One paragraph per scale of the store, every number read from its runs: runs, hardware, networks, per
+    """One paragraph per scale of the store, every number read from its runs: runs, hardware, cost, networks, per
     schedule the batch sizes, iterations and epochs, the protocols, and the seed sd the verdicts use
     (`verdicts.scale_sds`: of converged configurations only where a scale mixes converged and underfit lengths)."""
     if summaries.empty:
@@ -451,7 +466,7 @@ def _scale_lines(summaries: pd.DataFrame) -> list[str]:
             sd_text += (" (underfit configurations left out: there one seed may not have started learning when "
                         "the other has)")
         devices = join_values(column_values(part, "device"))
-        out.append(f"- **{scale}**: {len(part)} run{'s' if len(part) != 1 else ''} on {devices}; "
+        out.append(f"- **{scale}**: {len(part)} run{'s' if len(part) != 1 else ''} on {devices}{_cost_text(part)}; "
                    f"{nets}; {'; '.join(sched)}. Protocols: "
                    + ", ".join(f"{t} ({n} run{'s' if n != 1 else ''})" for t, n in sorted(protos.items()))
                    + f". Seed sd: {sd_text}.")

@@ -516,12 +516,19 @@ def test_the_scale_seed_sd_sets_the_noise():
 
 
 def test_scale_descriptions_are_read_from_the_runs(tmp_path):
-    rows = [{**r, **MINI, "batch_size": 256, "iterations": 150 if r["schedule"] == "clr" else 1200}
-            for r in fig1a([0.33, 0.35], [0.74, 0.75]).to_dict("records")]
+    rows = [{**r, **MINI, "batch_size": 256, "iterations": it, "images_seen": 256 * it, "wall_s": 600.0 + it}
+            for r in fig1a([0.33, 0.35], [0.74, 0.75]).to_dict("records")
+            for it in [150 if r["schedule"] == "clr" else 1200]]
     text = render_report(frame(*rows), None, [], tmp_path, "make figures")
     scales = text[text.index("## Scales"):text.index("## Verdict rules")]
-    assert "- **mini**: 4 runs on cpu: AMD EPYC, 2 threads; ResNet-20 paper;" in scales
+    # cost: 256 x (150 + 150 + 1200 + 1200) = 691,200 images; (750 + 750 + 1800 + 1800) s = 1.4 h
+    assert ("- **mini**: 4 runs on cpu: AMD EPYC, 2 threads; 691,200 training images in 1.4 h of run time (the runs' "
+            "wall times summed); ResNet-20 paper;") in scales
     assert "clr: batch 256, 150 it = 0.768 epochs; multistep: batch 256, 1.2k it = 6.14 epochs" in scales
+    from paper_figures.report import _cost_text
+    assert _cost_text(pd.DataFrame({"images_seen": [2.5e6, 1e6], "wall_s": [3600.0, None]})) == \
+        "; 3.50M training images in 1.0 h of run time (the runs' wall times summed)"
+    assert _cost_text(pd.DataFrame({"seed": [0]})) == ""  # summaries without either: nothing claimed
     assert "Protocols: fp32, BN torch over the whole batch, protocol v1 (4 runs)" in scales
     assert "Seed sd: 1.12 pp, from 2 configurations" in scales  # (33, 35) and (74, 75): sqrt((2 + 0.5) / 2)
     assert "batch 128" not in text and "~1k" not in text and "noise 0.50 pp" not in text
