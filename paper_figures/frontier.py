@@ -195,8 +195,11 @@ def converged_claims(rows: pd.DataFrame, sd=None) -> list[tuple[str, str, str, s
         if ok.empty:
             best = int(fits.idxmax())
             acc = clr[clr["iterations"] == best]
+            budgets = sorted(int(x) for x in fits.index)
+            run = f"{budgets[0]}-{budgets[-1]}" if len(budgets) > 1 else f"{budgets[0]}"
+            # "<setup>: <numbers>", as every other detail here: the README splits its cells at the first ": "
             out.append((name, cid, NOT_TESTABLE,
-                        f"underfit at every CLR budget run (largest training accuracy: "
+                        f"CLR {run} iterations: underfit at every budget run (largest training accuracy "
                         f"{fit_text(acc[TRAIN_ACC_COL].tolist(), acc[TRAIN_SRC_COL].dropna().tolist())} at {best} "
                         f"iterations; a converged run reaches {UNDERFIT_BELOW:.0%})"))
             continue

@@ -153,6 +153,13 @@ def test_fig1a_at_equal_budget_is_judged_at_the_first_converged_clr_budget_of_th
                                            "finished budget here is 500 iterations")
     label, detail = {c[1]: c[2:] for c in frontier.converged_claims(frame(*rows[:2], *rows[4:]))}["fig1a_equal_budget"]
     assert label == "not testable" and "at 250 iterations" in detail  # CLR underfit at every budget run
+    assert detail.partition(": ")[0] == "CLR 250 iterations"  # the README's cells: the setup, then the numbers
+    underfit = [{**r, "final_train_acc": 0.90 + 0.05 * (r["iterations"] == 500)} if r["schedule"] == "clr" else r
+                for r in rows]  # CLR 500 underfit too (95%), its best
+    label, detail = {c[1]: c[2:] for c in frontier.converged_claims(frame(*underfit))}["fig1a_equal_budget"]
+    where, _, numbers = detail.partition(": ")
+    assert where == "CLR 250-500 iterations" and numbers.startswith("underfit at every budget run (largest training")
+    assert "at 500 iterations" in numbers and ": " not in numbers
 
 
 def test_the_report_summary_carries_the_budget_claims_judged_at_converged_lengths(tmp_path):
