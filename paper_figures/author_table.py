@@ -99,7 +99,8 @@ def write_author_runs(logs_dir: str | Path, out_dir: str | Path = DEFAULT_DIR) -
     """Read every log in `logs_dir` and write the table into `out_dir`; returns the two paths."""
     logs = read_reference_dir(logs_dir)
     if not logs:
-        raise ValueError(f"{logs_dir}: no Caffe logs (*.log, *.log.gz) read")
+        raise ValueError(f"{logs_dir}: no Caffe logs read (*.log, *.log.gz, or the official Results/ files' bare "
+                         "names)")
     curves, solvers = render(logs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -164,7 +165,7 @@ def load_author_runs(table_dir: str | Path = DEFAULT_DIR) -> dict[str, CaffeLog]
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m paper_figures.author_table", description=__doc__.splitlines()[0])
     p.add_argument("--logs", required=True,
-                   help="folder of the author's Caffe logs (*.log or *.log.gz): a copy of "
+                   help="folder of the author's Caffe logs (*.log, *.log.gz or bare names): a copy of "
                         f"{SOURCE['repository']}/tree/{SOURCE['commit']}/{SOURCE['folder']}")
     p.add_argument("--out", default=str(DEFAULT_DIR), help="table folder (default: paper_figures/author_runs)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 when the table differs")

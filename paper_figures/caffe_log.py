@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["CaffeLog", "read_caffe_log", "read_reference_dir", "log_name"]
+__all__ = ["CaffeLog", "read_caffe_log", "read_reference_dir", "find_log", "is_log_file", "log_name"]
 
 _NUM = r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))"
 # glog prefix: severity+date, time, thread id, file:line]
@@ -221,19 +221,37 @@ def read_caffe_log(path: str | Path) -> CaffeLog:
     )
 
 
+def is_log_file(p: Path) -> bool:
+    """A Caffe log by its name: `*.log`, `*.log.gz`, or no suffix at all, as the files of the official repo's
+    `Results/` folder are named (`clr3SS5kFig1a`); hidden files and other suffixes (README.md) are not."""
+    return p.is_file() and not p.name.startswith(".") and (p.name.endswith((".log", ".log.gz")) or "." not in p.name)
+
+
+def find_log(folder: str | Path, name: str) -> Path:
+    """The file of log `name` in `folder`: `name.log`, `name.log.gz` or the bare `name`, first found in that
+    order; FileNotFoundError naming the three when none exists."""
+    folder = Path(folder)
+    for candidate in (f"{name}.log", f"{name}.log.gz", name):
+        if (folder / candidate).is_file():
+            return folder / candidate
+    raise FileNotFoundError(f"{folder}: no {name}.log, {name}.log.gz or {name}")
+
+
 def read_reference_dir(path: str | Path) -> dict[str, CaffeLog]:
-    """Every `*.log` / `*.log.gz` in a folder (e.g. a copy of the official repo's `Results/`), by name.
+    """Every Caffe log in a folder (`is_log_file`: e.g. the official repo's `Results/` as cloned), by name.
 
     A missing folder is a FileNotFoundError naming it; an unreadable log is skipped with a warning, so
     one bad file does not take the author's other curves off the figures. `name.log` wins over
-    `name.log.gz` when both exist.
+    `name.log.gz`, and both over a bare `name`, when several exist.
     """
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such reference folder (expected Caffe *.log / *.log.gz files)")
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith((".log", ".log.gz")))
+        raise FileNotFoundError(f"{path}: no such reference folder (expected Caffe logs: *.log, *.log.gz or "
+                                "the official repo's Results/ files)")
+    files = sorted(p for p in path.iterdir() if is_log_file(p))
+    order = {".log": 0, ".gz": 1}
     logs: dict[str, CaffeLog] = {}
-    for f in sorted(files, key=lambda p: (log_name(p), p.name.endswith(".gz"))):
+    for f in sorted(files, key=lambda p: (log_name(p), order.get(p.suffix, 2))):
         name = log_name(f)
         if name in logs:
             warnings.warn(f"{f}: {name} already read from {logs[name].path.name}; ignored", stacklevel=2)

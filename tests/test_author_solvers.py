@@ -32,6 +32,7 @@ from conftest import ROOT
 
 
 from paper_figures.author_solver import parse_prototxt, read_author_run
+from paper_figures.caffe_log import find_log, is_log_file, log_name
 from superconv.config import CONF_DIR
 from superconv.optim import build_optimizer
 
@@ -125,7 +126,7 @@ def _need_logs():
 
 @cache
 def _run(name: str):
-    return read_author_run(LOG_DIR / f"{name}.log.gz")
+    return read_author_run(find_log(LOG_DIR, name))
 
 
 @cache
@@ -252,7 +253,7 @@ def _allowed(name: str, field: str) -> bool:
 
 def test_every_log_is_matched_or_says_why_not():
     _need_logs()
-    on_disk = {p.name.removesuffix(".log.gz") for p in LOG_DIR.glob("*.log.gz")}
+    on_disk = {log_name(p) for p in LOG_DIR.iterdir() if is_log_file(p)}
     assert not set(LOGS) & set(UNMATCHED)
     assert on_disk == set(LOGS) | set(UNMATCHED), (
         f"logs with no entry: {sorted(on_disk - set(LOGS) - set(UNMATCHED))}; "

@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 from paper_figures import style
-from paper_figures.caffe_log import read_caffe_log, read_reference_dir
+from paper_figures.caffe_log import find_log, read_caffe_log, read_reference_dir
 from paper_figures.load import RUN_COLUMNS, load_runs, load_summaries
 from superconv.results import MetricsWriter, RunDir
 
@@ -121,6 +121,19 @@ def test_caffe_log_truncated_and_gz(tmp_path):
     assert "notes.log: not a Caffe training log" in messages and "cutGz.log.gz: gzip stream cut short" in messages
     assert sorted(logs) == ["clrTiny", "cutGz", "rangeCut"]  # notes.txt is not a log name; notes.log is skipped
     assert logs["clrTiny"].path.name == "clrTiny.log.gz"
+
+    # the official repo's Results/ names its logs without a suffix: read those too, and nothing else suffixed
+    (tmp_path / "clrBare").write_text(FULL)
+    (tmp_path / "README.md").write_text("# not a log\n")
+    (tmp_path / "clrTiny").write_text(FULL.replace("0.79", "0.11"))  # a bare twin: the .log.gz one wins
+    with pytest.warns(UserWarning) as record:  # besides the two above
+        logs = read_reference_dir(tmp_path)
+    assert "clrTiny: clrTiny already read from clrTiny.log.gz; ignored" in " ".join(str(w.message) for w in record)
+    assert sorted(logs) == ["clrBare", "clrTiny", "cutGz", "rangeCut"]
+    assert logs["clrBare"].final_test_acc == 0.79 and logs["clrTiny"].path.name == "clrTiny.log.gz"
+    assert find_log(tmp_path, "clrBare").name == "clrBare" and find_log(tmp_path, "rangeCut").name == "rangeCut.log"
+    with pytest.raises(FileNotFoundError, match="no nope.log, nope.log.gz or nope"):
+        find_log(tmp_path, "nope")
 
 
 def test_caffe_log_errors(tmp_path):
