@@ -98,6 +98,7 @@ def test_suites_cover_what_the_scales_promise():
     from paper_figures.claims import CLAIMS
 
     assert {j.experiment for j in suite("smoke")} == set(all_experiments())
+    assert {j.experiment for j in suite("paper")} == set(all_experiments()) - {"frontier", "bn_horizon"}
     mini = {j.experiment for j in MINI}
     assert {"fig6a_fraction", "fig1a_equal_budget", "fig9a_batch", "fig10b_weight_decay", "fig9b_dropout"} <= mini
     assert any(e.startswith("range_") for e in mini)
