@@ -12,10 +12,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = [ROOT / "results", ROOT / "README.md", ROOT / "docs", ROOT / "experiments" / "README.md",
-           ROOT / "paper_figures" / "REPORT.md", ROOT / "Makefile", ROOT / "conf"]
-TEXT = {".md", ".yaml", ".json", ".jsonl", ".csv", ".txt", ""}  # "" : Makefile, DONE
-# An absolute path under a home, scratch or temporary root; "~/" and relative paths are the user's own.
-MACHINE_PATH = re.compile(r"(?<![\w.~])/(?:root|home|tmp|work|Users|mnt|scratch)/[\w.-]+")
+           ROOT / "paper_figures" / "REPORT.md", ROOT / "paper_figures" / "figures",
+           ROOT / "paper_figures" / "author_runs", ROOT / "Makefile", ROOT / "conf", ROOT / "environment.yml",
+           ROOT / "examples"]
+TEXT = {".md", ".yaml", ".yml", ".json", ".jsonl", ".csv", ".txt", ".py", ""}  # "" : Makefile, DONE
+# An absolute path under a home, data, scratch, cluster-filesystem or temporary root (or a Windows user
+# folder); "~/" and relative paths are the user's own, and system paths such as /proc/locks name no machine.
+ROOTS = "root|home|tmp|work|Users|mnt|scratch|data|opt|srv|var|private|media|Volumes|gpfs|lustre|nfs"
+MACHINE_PATH = re.compile(rf"(?<![\w.~])/(?:{ROOTS})(?:/[\w.-]+)+|\b[A-Z]:\\Users\\[\w.-]+")
 
 
 def machine_paths(files, root: Path = ROOT) -> list[str]:
@@ -38,8 +42,10 @@ def shipped_files():
 def test_the_pattern_finds_a_machine_folder_and_spares_relative_and_home_paths(tmp_path):
     probe = tmp_path / "x.yaml"
     probe.write_text("data_dir: /work/study-data\ncommand: --out /root/out/bench\n"
-                     "ok: data ~/cifar ./a/b results/tmp/x\n")
-    assert machine_paths([probe], tmp_path) == ["x.yaml:1: /work/study-data", "x.yaml:2: /root/out"]
+                     "ok: data ~/cifar ./a/b results/tmp/x /proc/locks https://host/data/x\n"
+                     "cluster: /gpfs/proj/cifar and C:\\Users\\me\n")
+    assert machine_paths([probe], tmp_path) == ["x.yaml:1: /work/study-data", "x.yaml:2: /root/out/bench",
+                                                "x.yaml:4: /gpfs/proj/cifar", "x.yaml:4: C:\\Users\\me"]
 
 
 def test_results_and_user_text_name_no_machine_folder():
