@@ -195,8 +195,7 @@ def converged_claims(rows: pd.DataFrame, sd=None) -> list[tuple[str, str, str, s
         if ok.empty:
             best = int(fits.idxmax())
             acc = clr[clr["iterations"] == best]
-            budgets = sorted(int(x) for x in fits.index)
-            run = f"{budgets[0]}-{budgets[-1]}" if len(budgets) > 1 else f"{budgets[0]}"
+            run = _span(int(fits.index.min()), int(fits.index.max()))
             # "<setup>: <numbers>", as every other detail here: the README splits its cells at the first ": "
             out.append((name, cid, NOT_TESTABLE,
                         f"CLR {run} iterations: underfit at every budget run (largest training accuracy "
@@ -338,6 +337,11 @@ def draw(runs: pd.DataFrame, summaries: pd.DataFrame, out_dir: Path, reference=N
 
 
 # ------------------------------------------------------------------------------ text
+def _span(lo: int, hi: int) -> str:
+    """"100-3200", or "250" for a ladder of one budget."""
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
 def _pct(x) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * float(x):.2f}"
 
@@ -355,7 +359,7 @@ def speedup_table(rows: pd.DataFrame) -> list[str]:
         lo, hi = ladder[r["fraction"]]
         lines.append(f"| {r['fraction']:g} | {SCHEDULES[r['schedule']]} | {r['iterations']} | "
                      f"{_pct(r['accuracy'])} (n={r['n']}) | **{r['factor'].text()}** | "
-                     f"{r['low'].text()} to {r['high'].text()} (n = {r['n']} x {r['n_baseline']}) | {lo}-{hi} it |")
+                     f"{r['low'].text()} to {r['high'].text()} (n = {r['n']} x {r['n_baseline']}) | {_span(lo, hi)} it |")
     lines += ["", "A bound (\"< kx\", \"> kx\") means the match lies outside the PC-LR budgets finished so far."]
     return lines
 

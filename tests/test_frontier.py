@@ -48,6 +48,8 @@ def test_the_speedup_reads_pc_lr_only_on_the_rungs_every_seed_finished():
     clr = frontier.speedups(frame(*rows)).set_index("schedule").loc["clr"]
     assert (clr["factor"], clr["low"], clr["high"], clr["n_baseline"]) == (Factor(2.0, ">"),) * 3 + (2,)
     assert "| 100-200 it |" in frontier.speedup_table(frame(*rows))[2]
+    one_rung = [r for r in rows if r["schedule"] == "clr" or r["iterations"] == 100]  # PC-LR at 100 only
+    assert frontier.speedup_table(frame(*one_rung))[2].endswith("| 100 it |")  # not "100-100"
     # a third seed at the top rung only leaves the two-seed ladder whole: the factor is seed 0 and 1's 4x
     rows += [run("multistep", it, acc, seed=1) for it, acc in ((400, 0.7), (800, 0.8))]
     rows += [run("multistep", 800, 0.8, seed=2)]
