@@ -24,7 +24,8 @@ ladder per schedule and training-set fraction):
 - **BN horizon of the baseline** (`bn_horizon_table`): PC-LR at the top of the 10k-subset ladder with its BN
   average scaled with the run (the frontier's) beside the paper's unscaled Caffe fraction 0.999 (the
   `bn_horizon` experiment at this scale), so the report can say whether the author's baseline failure (test
-  near chance while the training batches fit) appears at this length.
+  near chance while the training batches fit) appears at this length: it reads the run-health flag
+  `test_lags_train` (superconv.health), the rule that finds that failure in the author's own logs.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ __all__ = ["EXPERIMENT", "SCHEDULES", "Factor", "frontier_table", "crossing", "s
 
 EXPERIMENT = FRONTIER_EXPERIMENT
 HORIZON_EXPERIMENT = "bn_horizon"  # the PC-LR run at the paper's unscaled BN fraction (experiments/suites.py)
+LAG_FLAG = "test_lags_train"  # superconv.health's flag for the author's failure: test near chance, batches fit
 SCHEDULES = {"clr": "CLR", "one_cycle": "1cycle", "multistep": "PC-LR"}  # schedule.name -> label
 BASELINE = "multistep"
 BUDGET_RATIO = 8  # the paper's: CLR 10k iterations against PC-LR 80k
@@ -230,7 +232,7 @@ def bn_horizon_table(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) 
     budget), per BN momentum and source: n, test accuracy, the full-pass training accuracy (eval mode: the
     running statistics the test uses) and the per-batch training accuracy of the last 5% of iterations
     (training mode: each batch's own statistics)."""
-    cols = ["bn_momentum", "source", "iterations", "n", "test", "train_full_pass", "train_batches"]
+    cols = ["bn_momentum", "source", "iterations", "n", "test", "train_full_pass", "train_batches", "lagging"]
     rows = frontier_runs(summaries, runs)
     base = rows[(rows["schedule"] == BASELINE) & np.isclose(rows["fraction"].astype(float), 0.2)] if not rows.empty \
         else rows
@@ -253,8 +255,18 @@ def bn_horizon_table(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) 
             out.append({"bn_momentum": float(m), "source": source, "iterations": budget, "n": len(g),
                         "test": g["final_test_acc"].astype(float).mean(),
                         "train_full_pass": pd.to_numeric(g[TRAIN_ACC_COL], errors="coerce").mean(),
-                        "train_batches": batches.loc[g.index].mean()})
+                        "train_batches": batches.loc[g.index].mean(), "lagging": _lagging(g)})
     return pd.DataFrame(out, columns=cols)
+
+
+def _lagging(runs: pd.DataFrame) -> float:
+    """How many of `runs` carry the run-health flag `test_lags_train` (superconv.health: test accuracy near
+    chance while the training batches are fit, the author's baseline failure); NaN when any run's flags were
+    not stored under the current rules."""
+    flags = runs["health"] if "health" in runs else pd.Series([None] * len(runs), index=runs.index)
+    if flags.isna().any():
+        return float("nan")
+    return float(sum(LAG_FLAG in str(f).split(",") for f in flags))
 
 
 def bn_horizon_lines(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) -> list[str]:
@@ -273,6 +285,25 @@ def bn_horizon_lines(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) 
         momentum = "?" if math.isnan(r["bn_momentum"]) else f"{r['bn_momentum']:g} ({1 - r['bn_momentum']:g}, {what})"
         lines.append(f"| {momentum} | `{r['source']}`, {seeds} | "
                      f"{_pct(r['test'])} | {_pct(r['train_batches'])} | {_pct(r['train_full_pass'])} |")
+    horizon = table[table["source"] == HORIZON_EXPERIMENT]
+    scaled = table[table["source"] == EXPERIMENT]
+    for _, r in horizon.iterrows():
+        also = (f", against {_pct(scaled['test'].iloc[0])}% with the fraction scaled with the run"
+                if not scaled.empty else "")
+        numbers = (f"test {_pct(r['test'])}% with {_pct(r['train_batches'])}% of its training batches fit "
+                   f"({_pct(r['train_full_pass'])}% in a full pass with the running statistics){also}")
+        n = int(r["n"])
+        if math.isnan(r["lagging"]):
+            said = f"not judged (the run's health flags were not stored): {numbers}"
+        elif r["lagging"] > 0:
+            said = (f"**it appears** ({int(r['lagging'])} of {n} run{'s' if n != 1 else ''} flagged "
+                    f"`{LAG_FLAG}`: test accuracy near chance while the training batches are fit): {numbers}")
+        else:
+            said = (f"**it does not appear** (no `{LAG_FLAG}` flag, superconv.health's test for it, on "
+                    f"{'its run' if n == 1 else f'its {n} runs'}): {numbers}")
+        lines += ["", f"The author's baseline failure (his `lr35Tr10kTab1`: test accuracy near chance for much of the "
+                      f"run while the training batches were fit) at this length, with the paper's unscaled fraction "
+                      f"(momentum {r['bn_momentum']:g}, {n} seed{'s' if n != 1 else ''}): {said}."]
     if not (table["source"] == HORIZON_EXPERIMENT).any():
         lines += ["", f"The run at the paper's unscaled fraction (`{HORIZON_EXPERIMENT}`, momentum 0.001, at the "
                       "ladder's top budget) has not finished yet."]
@@ -283,8 +314,9 @@ def bn_horizon_lines(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) 
 
 # ------------------------------------------------------------------------------ figure
 def draw(runs: pd.DataFrame, summaries: pd.DataFrame, out_dir: Path, reference=None) -> list[Path]:
-    """frontier.png/.pdf: final test accuracy (solid, band and bar = seed range) and training accuracy (thin) against
-    training images (log axis), one colour per schedule, one panel per training-set fraction; frontier.csv."""
+    """frontier.png/.pdf: final test accuracy (solid, band and bar = seed range) and training accuracy (thin)
+    against training images (log axis), one colour per schedule, one panel per training-set fraction;
+    frontier.csv."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -359,7 +391,8 @@ def speedup_table(rows: pd.DataFrame) -> list[str]:
         lo, hi = ladder[r["fraction"]]
         lines.append(f"| {r['fraction']:g} | {SCHEDULES[r['schedule']]} | {r['iterations']} | "
                      f"{_pct(r['accuracy'])} (n={r['n']}) | **{r['factor'].text()}** | "
-                     f"{r['low'].text()} to {r['high'].text()} (n = {r['n']} x {r['n_baseline']}) | {_span(lo, hi)} it |")
+                     f"{r['low'].text()} to {r['high'].text()} (n = {r['n']} x {r['n_baseline']}) | "
+                     f"{_span(lo, hi)} it |")
     lines += ["", "A bound (\"< kx\", \"> kx\") means the match lies outside the PC-LR budgets finished so far."]
     return lines
 

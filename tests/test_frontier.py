@@ -131,6 +131,17 @@ def test_the_bn_horizon_table_sets_the_scaled_baseline_beside_the_papers_unscale
     assert math.isnan(table["train_batches"].iloc[0]) and table["train_batches"].iloc[1] == pytest.approx(1.0)
     text = "\n".join(frontier.bn_horizon_lines(pd.DataFrame(rows + [horizon]), curves))
     assert "| 0.001 (0.999, not scaled) | `bn_horizon`, n=1, 1 seed | 11.00 | 100.00 | 12.00 |" in text
+    assert "not judged (the run's health flags were not stored)" in text  # no health column: no claim either way
+    # the sentence the issue asks for, read from the run-health flag the author's own log raises
+    said = {flags: "\n".join(frontier.bn_horizon_lines(pd.DataFrame([r | {"health": ""} for r in rows]
+                                                                     + [horizon | {"health": flags}]), curves))
+            for flags in ("test_lags_train,underfit", "ends_below_peak")}
+    assert ("(momentum 0.001, 1 seed): **it appears** (1 of 1 run flagged `test_lags_train`: test accuracy near "
+            "chance while the training batches are fit): test 11.00% with 100.00% of its training batches fit "
+            "(12.00% in a full pass with the running statistics), against 70.00% with the fraction scaled with "
+            "the run.") in said["test_lags_train,underfit"]
+    assert "**it does not appear** (no `test_lags_train` flag" in said["ends_below_peak"]
+    assert "it appears" not in said["ends_below_peak"]
     assert "unscaled fraction (`bn_horizon`, momentum 0.001, at the ladder's top budget) has not finished" in "\n".join(
         frontier.bn_horizon_lines(pd.DataFrame(rows), curves))
     # the horizon run done before the frontier's own top rung: its budget, and the missing side named
