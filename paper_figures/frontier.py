@@ -41,7 +41,7 @@ from superconv.health import UNDERFIT_BELOW
 
 from . import style
 from .judging import NOT_RUN, NOT_TESTABLE, Side, compare, fit_text, seed_sd
-from .verdicts import (FRONTIER_EXPERIMENT, TRAIN_ACC_COL, TRAIN_SRC_COL, attach_fit, batch_train_acc,
+from .verdicts import (FRONTIER_EXPERIMENT, TRAIN_ACC_COL, TRAIN_SRC_COL, attach_fit, batch_train_acc, lag_reading,
                        converged_seed_sd, finished_runs, scale_sds)
 
 __all__ = ["EXPERIMENT", "SCHEDULES", "Factor", "frontier_table", "crossing", "speedups", "converged_claims",
@@ -232,7 +232,8 @@ def bn_horizon_table(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) 
     budget), per BN momentum and source: n, test accuracy, the full-pass training accuracy (eval mode: the
     running statistics the test uses) and the per-batch training accuracy of the last 5% of iterations
     (training mode: each batch's own statistics)."""
-    cols = ["bn_momentum", "source", "iterations", "n", "test", "train_full_pass", "train_batches", "lagging"]
+    cols = ["bn_momentum", "source", "iterations", "n", "test", "train_full_pass", "train_batches", "lagging",
+            "lag_reading"]
     rows = frontier_runs(summaries, runs)
     base = rows[(rows["schedule"] == BASELINE) & np.isclose(rows["fraction"].astype(float), 0.2)] if not rows.empty \
         else rows
@@ -249,13 +250,15 @@ def bn_horizon_table(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) 
         if part.empty:
             continue
         batches = batch_train_acc(part, runs)
+        reading = lag_reading(part, runs)
         if "bn_momentum" not in part:  # runs stored without the column: one group
             part = part.assign(bn_momentum=np.nan)
         for m, g in part.groupby("bn_momentum", sort=True, dropna=False):
             out.append({"bn_momentum": float(m), "source": source, "iterations": budget, "n": len(g),
                         "test": g["final_test_acc"].astype(float).mean(),
                         "train_full_pass": pd.to_numeric(g[TRAIN_ACC_COL], errors="coerce").mean(),
-                        "train_batches": batches.loc[g.index].mean(), "lagging": _lagging(g)})
+                        "train_batches": batches.loc[g.index].mean(), "lagging": _lagging(g),
+                        "lag_reading": "; ".join(str(x) for x in reading.loc[g.index].dropna()) or None})
     return pd.DataFrame(out, columns=cols)
 
 
@@ -293,14 +296,17 @@ def bn_horizon_lines(summaries: pd.DataFrame, runs: pd.DataFrame | None = None) 
         numbers = (f"test {_pct(r['test'])}% with {_pct(r['train_batches'])}% of its training batches fit "
                    f"({_pct(r['train_full_pass'])}% in a full pass with the running statistics){also}")
         n = int(r["n"])
+        if r["lag_reading"]:
+            numbers += f"; the rule reads {r['lag_reading']}"
         if math.isnan(r["lagging"]):
             said = f"not judged (the run's health flags were not stored): {numbers}"
         elif r["lagging"] > 0:
             said = (f"**it appears** ({int(r['lagging'])} of {n} run{'s' if n != 1 else ''} flagged "
                     f"`{LAG_FLAG}`: test accuracy near chance while the training batches are fit): {numbers}")
         else:
-            said = (f"**it does not appear** (no `{LAG_FLAG}` flag, superconv.health's test for it, on "
-                    f"{'its run' if n == 1 else f'its {n} runs'}): {numbers}")
+            said = (f"**no `{LAG_FLAG}` flag** (superconv.health's test for it: a lagging final evaluation, or "
+                    f"lagging evaluations for a quarter of the run) on {'its run' if n == 1 else f'its {n} runs'}: "
+                    f"{numbers}")
         lines += ["", f"The author's baseline failure (his `lr35Tr10kTab1`: test accuracy near chance for much of the "
                       f"run while the training batches were fit) at this length, with the paper's unscaled fraction "
                       f"(momentum {r['bn_momentum']:g}, {n} seed{'s' if n != 1 else ''}): {said}."]

@@ -497,6 +497,20 @@ def batch_train_acc(summaries: pd.DataFrame, runs: pd.DataFrame | None) -> pd.Se
     return out
 
 
+def lag_reading(summaries: pd.DataFrame, runs: pd.DataFrame | None) -> pd.Series:
+    """Per row of `summaries`, what superconv.health's `test_lags_train` rule reads in the run's metrics (its
+    "why": the lagging evaluations, flagged or not), None where no metrics. A run below the flag's threshold
+    can still have sat near chance for a while; this says for how long."""
+    curves = _run_rows(runs)
+    out = pd.Series([None] * len(summaries), index=summaries.index, dtype=object)
+    for i, r in summaries.iterrows():
+        curve = curves.get((r.get("experiment"), r.get("run")))
+        if curve is not None:
+            classes = 100 if str(r.get("dataset")) == "cifar100" else 10
+            out.at[i] = run_health.rule_test_lags_train(_records(curve), classes)[1]
+    return out
+
+
 def attach_estimates(summaries: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
     """`summaries` with, for every run whose metrics hold an LR estimate (metrics.csv column lr_estimate), where
     it starts, sits at mid-run, ends and peaks (`superconv.lr_estimate.landmarks`; ESTIMATE_PREFIX columns)."""

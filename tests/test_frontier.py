@@ -139,9 +139,12 @@ def test_the_bn_horizon_table_sets_the_scaled_baseline_beside_the_papers_unscale
     assert ("(momentum 0.001, 1 seed): **it appears** (1 of 1 run flagged `test_lags_train`: test accuracy near "
             "chance while the training batches are fit): test 11.00% with 100.00% of its training batches fit "
             "(12.00% in a full pass with the running statistics), against 70.00% with the fraction scaled with "
-            "the run.") in said["test_lags_train,underfit"]
-    assert "**it does not appear** (no `test_lags_train` flag" in said["ends_below_peak"]
+            "the run; the rule reads final evaluation (iteration 3200)") in said["test_lags_train,underfit"]
+    assert "**no `test_lags_train` flag** (superconv.health's test for it" in said["ends_below_peak"]
     assert "it appears" not in said["ends_below_peak"]
+    # the rule's own reading of the curve, flagged or not: here 11% test at every evaluation while the batches
+    # reach 100% (after iteration 3000): the last evaluations lag
+    assert "; the rule reads final evaluation (iteration 3200) at test accuracy 0.110" in said["ends_below_peak"]
     assert "unscaled fraction (`bn_horizon`, momentum 0.001, at the ladder's top budget) has not finished" in "\n".join(
         frontier.bn_horizon_lines(pd.DataFrame(rows), curves))
     # the horizon run done before the frontier's own top rung: its budget, and the missing side named
