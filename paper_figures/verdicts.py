@@ -506,7 +506,7 @@ def lag_reading(summaries: pd.DataFrame, runs: pd.DataFrame | None) -> pd.Series
     for i, r in summaries.iterrows():
         curve = curves.get((r.get("experiment"), r.get("run")))
         if curve is not None:
-            classes = 100 if str(r.get("dataset")) == "cifar100" else 10
+            classes = run_health.num_classes_of(r.get("dataset")) or 10  # a summary without its dataset: CIFAR-10
             out.at[i] = run_health.rule_test_lags_train(_records(curve), classes)[1]
     return out
 
