@@ -3,7 +3,8 @@
 One row per run (swept factors, seed, status, final and best test accuracy, the final full-pass training
 accuracy that says whether it converged (empty for runs stored before it was measured), iterations, wall
 time), rebuilt from the run directories alone, so it can never disagree with them. Written only when its
-content changed.
+content changed; a table whose runs are all gone (a retired experiment) is deleted with them, so no table
+outlives its runs.
 """
 
 from __future__ import annotations
@@ -28,7 +29,22 @@ def aggregate(results_dir: Path) -> list[Path]:
         path = Path(results_dir) / f"{experiment}.csv"
         write_if_changed(path, table.to_csv(index=False, float_format="%.6g", lineterminator="\n").encode())
         written.append(path)
+    for stale in sorted(set(_tables(results_dir)) - set(written)):
+        stale.unlink()
+        print(f"aggregate: removed {stale} (no runs left)", file=sys.stderr)
     return written
+
+
+def _tables(results_dir: Path) -> list[Path]:
+    """The CSVs in `results_dir` that this module wrote: their header starts with its first column. Any other
+    CSV there is left alone."""
+    header = f"{COLUMNS[0]},".encode()
+    out = []
+    for path in Path(results_dir).glob("*.csv"):
+        with path.open("rb") as f:
+            if f.readline().startswith(header):
+                out.append(path)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

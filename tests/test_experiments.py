@@ -151,6 +151,11 @@ def test_aggregate_writes_one_table_per_experiment(tmp_path):
     before = (results / "fig1a.csv").stat().st_mtime_ns
     aggregate(results)
     assert (results / "fig1a.csv").stat().st_mtime_ns == before  # unchanged content is not rewritten
+    shutil.rmtree(results / "fig6a_fraction")  # a retired experiment: its table goes with its runs
+    (results / "notes.csv").write_text("key,value\nsource,hand\n")  # not a table of runs: left alone
+    assert "fig6a_fraction.csv" not in [p.name for p in aggregate(results)]
+    assert not (results / "fig6a_fraction.csv").exists()
+    assert (results / "notes.csv").exists() and (results / "fig1a.csv").stat().st_mtime_ns == before
 
 
 def test_plan_rates_come_from_this_machines_bench_records():
