@@ -23,6 +23,7 @@ import seaborn as sns
 
 from . import registry, style
 from .caffe_log import CaffeLog
+from .controls import with_controls
 from .load import scale_labels
 from .registry import FigureSpec
 
@@ -148,8 +149,8 @@ def draw_curves(spec: FigureSpec, runs: pd.DataFrame, summaries: pd.DataFrame, o
 def draw_sweep(spec: FigureSpec, summaries: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Final test accuracy against the swept factor `spec.x`, one line per schedule (mean +- sd); one line per
     schedule and scale ("clr (mini)") when the runs span more than one scale."""
-    rows = summaries[summaries["experiment"].isin(spec.experiments) & (summaries["job_type"] == "train")
-                     & (summaries["status"] != "unfinished")] if len(summaries) else summaries
+    rows = with_controls(summaries, spec.experiments) if len(summaries) else summaries
+    rows = rows[(rows["job_type"] == "train") & (rows["status"] != "unfinished")] if len(rows) else rows
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     table = pd.DataFrame(columns=[spec.hue, spec.x, "n", "mean", "sd"])
     if len(rows):

@@ -43,6 +43,7 @@ from superconv.atomic import write_if_changed
 from . import author_health, frontier
 from .caffe_log import CaffeLog
 from .claims import BUDGET, CLAIMS, Claim
+from .controls import control_text
 from .judging import (HIGH_SHARE, INCONCLUSIVE, INDICATIVE, MIN_N, NOT_RUN, NOT_TESTABLE, STILL_RISING, TAIL,
                       protocol_of, split_flags)
 from .load import scale_labels, scales_in
@@ -531,6 +532,7 @@ def render_report(summaries: pd.DataFrame, reference: Mapping[str, CaffeLog] | N
         extra = []
         if claim.experiments:
             extra.append("experiments " + ", ".join(f"`{e}`" for e in claim.experiments))
+            extra += control_text(claim.experiments)
         if claim.where:
             extra.append("runs with " + ", ".join(f"{k} = {fmt_value(val)}" for k, val in claim.where))
         if claim.a is not None:

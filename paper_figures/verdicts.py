@@ -20,6 +20,7 @@ from superconv import health as run_health
 from superconv.lr_estimate import landmarks
 
 from .claims import CLAIMS, MAX, MIN, Claim, Group, Ref
+from .controls import with_controls
 from .judging import (FULL_PASS, JUDGED, NOT_JUDGED, NOT_RUN, NOT_TESTABLE, TAIL, VERDICTS, SeedSd, Side, combine,
                       compare, epochs, flag_note, high_share, identity_key, protocol_of, range_case, range_run,
                       regime_gap, seed_sd, split_flags)
@@ -83,10 +84,11 @@ def select_runs(df: pd.DataFrame, where: Mapping[str, object]) -> pd.DataFrame:
 
 
 def claim_pool(claim: Claim, summaries: pd.DataFrame) -> pd.DataFrame:
-    """Every run of the claim's experiments matching its base filters (unfinished ones included)."""
+    """Every run of the claim's experiments, and of the runs that stand in for an arm they do not run
+    (paper_figures.controls), matching its base filters (unfinished ones included)."""
     if summaries is None or summaries.empty or "experiment" not in summaries:
         return pd.DataFrame(columns=["experiment", "status"])
-    df = summaries[summaries["experiment"].isin(claim.experiments)]
+    df = with_controls(summaries, claim.experiments)
     return select_runs(df, dict(claim.where))
 
 

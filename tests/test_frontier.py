@@ -216,3 +216,35 @@ def test_a_sweep_at_the_frontier_scale_takes_its_noise_from_converged_configurat
     [claim] = [c for c in CLAIMS if c.id == "fig10b_weight_decay"]
     v = judge(claim, df)
     assert v.label == "reproduced" and "frontier seed sd 0.12 pp (3 groups)" in v.detail
+
+
+def test_the_sweeps_take_their_arm_at_the_frontiers_configuration_from_the_frontiers_own_runs(tmp_path):
+    """At the frontier scale the weight-decay and batch sweeps do not run weight decay 1e-4 / batch 1000: the
+    frontier's CLR 400-iteration runs on the 10k subset are that arm, counted once. Other frontier runs (another
+    budget, schedule or fraction) join no sweep, and the suite never runs the shared value under a sweep's name."""
+    from experiments.suites import frontier as frontier_suite
+    from paper_figures.claims import CLAIMS
+    from paper_figures.controls import with_controls
+    from paper_figures.report import render_report
+    from paper_figures.verdicts import judge
+
+    control = [{**run("clr", 400, 0.760 + 0.002 * s, s), "weight_decay": 1e-4} for s in (0, 1)]
+    others = [{**run(sch, it, 0.7, 0, fraction=f), "weight_decay": 1e-4}
+              for sch, it, f in (("clr", 800, 0.2), ("multistep", 400, 0.2), ("clr", 400, 1.0))]
+    sweep = [{**run("clr", 400, 0.740 + 0.002 * s, s), "experiment": "fig10b_weight_decay", "weight_decay": 1e-3,
+              "run": f"wd1e-3-{s}"} for s in (0, 1)]
+    df = pd.DataFrame(control + others + sweep)
+    pool = with_controls(df, ("fig10b_weight_decay",))
+    assert sorted(pool["run"]) == sorted(r["run"] for r in control + sweep)
+    assert with_controls(df, ("fig9b_dropout",)).empty  # its no-dropout arm is its own (dropout placement)
+    by_id = {c.id: c for c in CLAIMS}
+    v = judge(by_id["fig10b_weight_decay"], df)
+    assert v.label == "reproduced" and "n = 2 vs 2" in v.detail  # 1e-4 (the frontier's runs) 2 pp above 1e-3
+    batch = judge(by_id["fig9a_batch"], df)
+    assert batch.label == "not run yet"  # batch 1000 alone: one value of the sweep
+    text = render_report(df, None, [], tmp_path, "make figures")
+    assert "its arm at batch 1000 and weight decay 1e-4 is the `frontier` experiment's own CLR run" in text
+    jobs = {j.experiment: " ".join(j.overrides) for j in frontier_suite() if j.experiment != "frontier"}
+    assert "1e-4" not in jobs["fig10b_weight_decay"] and "weight_decay=1e-3,1e-5" in jobs["fig10b_weight_decay"]
+    assert all("1000" not in jobs[e].split("train.batch_size=")[1].split()[0]
+               for e in ("fig9a_batch", "fig9a_batch_epochs"))
