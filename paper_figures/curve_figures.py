@@ -164,6 +164,9 @@ def draw_sweep(spec: FigureSpec, summaries: pd.DataFrame, out_dir: Path) -> list
             ax.set_xscale("log")
         table = style.summarize(rows, [spec.hue, spec.x], "final_test_acc")
     notes = _missing_note(spec, summaries)
+    shared = sorted(set(rows["experiment"]) - set(spec.experiments)) if len(rows) else []
+    if shared:  # the arm the sweep shares with another experiment (paper_figures.controls)
+        notes.append(f"with the {', '.join(shared)} runs at its own configuration (shared arm)")
     if not len(rows):
         ax.text(0.5, 0.5, "\n".join(notes), ha="center", va="center", transform=ax.transAxes)
     elif notes:

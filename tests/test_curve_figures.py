@@ -198,3 +198,21 @@ def test_the_seed_sd_never_pools_a_bn_momentum_sweep():
     sd = seed_sd(rows, "mini")
     # two groups of two seeds: sqrt((50 + 2) / 2) pp; pooled as four seeds of one group it would be ~12 pp
     assert sd.groups == 2 and sd.sd == pytest.approx(((50 + 2) / 2) ** 0.5)
+
+
+def test_a_batch_sweep_draws_the_frontiers_shared_batch_1000_arm(tmp_path):
+    """At the frontier scale the batch sweep's batch 1000 is the frontier's CLR 400 runs (paper_figures.controls):
+    drawn and tabled beside the sweep's own batches, and no other frontier run."""
+    def row(experiment, batch, acc, seed, iterations=400, schedule="clr"):
+        return dict(experiment=experiment, run=f"{experiment}-{batch}-{iterations}-{schedule}-{seed}", job_type="train",
+                    status="completed", batch_size=batch, iterations=iterations, schedule=schedule, fraction=0.2,
+                    weight_decay=1e-4, scale="frontier", seed=seed, final_test_acc=acc, precision="fp32")
+    rows = [row("fig9a_batch", b, a + 0.002 * s, s) for b, a in ((256, 0.70), (1536, 0.76)) for s in (0, 1)]
+    rows += [row("frontier", 1000, 0.75 + 0.002 * s, s) for s in (0, 1)]
+    rows += [row("frontier", 1000, 0.60, 0, iterations=200), row("frontier", 1000, 0.70, 0, schedule="multistep")]
+    style.setup()
+    spec = next(s for s in registry.SWEEPS if s.name == "sweep_batch_size")
+    curve_figures.draw_sweep(spec, pd.DataFrame(rows), tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "sweep_batch_size.csv")
+    assert list(table["batch_size"]) == [256, 1000, 1536] and (table["n"] == 2).all()
+    assert table.set_index("batch_size").loc[1000, "mean"] == pytest.approx(0.751)

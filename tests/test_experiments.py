@@ -296,3 +296,27 @@ def test_the_frontier_sweeps_run_at_the_converged_clr_length_and_hold_epochs_or_
     assert sorted(c["schedule"]["name"] for c in by_exp["fig5b_lr_estimate"]) == ["clr", "constant"]
     assert {c["seed"] for c in by_exp["fig5b_lr_estimate"]} == {0}
     assert {c["train"]["lr_estimate_every"] for c in by_exp["fig5b_lr_estimate"]} == {1}
+
+
+def test_the_sweeps_shared_arm_is_the_frontier_run_key_for_key():
+    """paper_figures.controls counts the frontier's CLR 400 runs as the sweeps' weight decay 1e-4 / batch 1000 arm:
+    that holds only while each sweep at that value composes the frontier run's configuration exactly (the
+    experiment's name and its run directory aside)."""
+    from paper_figures.controls import CONTROLS
+
+    from experiments.suites import FRONTIER_CONVERGED, FRONTIER_SEEDS, Job, frontier, length_factor
+
+    clr = length_factor(FRONTIER_CONVERGED, "clr")
+    [control] = [j for j in frontier() if j.experiment == "frontier" and "data.fraction=0.2" in j.overrides
+                 and clr in j.overrides and "protocol=clr" in " ".join(j.overrides)]
+    base = [c for c in _composed(control) if c["protocol"] == "clr"]
+    assert [c["seed"] for c in base] == [0, 1] and FRONTIER_SEEDS == "seed=0,1"
+    shared = {"fig10b_weight_decay": "optim.weight_decay=1e-4", "fig9a_batch": "train.batch_size=1000",
+              "fig9a_batch_epochs": "train.batch_size=1000"}
+    assert set(shared) == set(CONTROLS)
+
+    def bare(c):
+        return {k: v for k, v in c.items() if k not in ("experiment_name", "run_dir")}
+    for exp, value in shared.items():
+        runs = _composed(Job(exp, (value, "data.fraction=0.2", clr, FRONTIER_SEEDS)))
+        assert [bare(c) for c in runs] == [bare(c) for c in base], exp

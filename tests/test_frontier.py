@@ -75,8 +75,12 @@ def test_the_speedup_factor_and_its_interval_from_the_seeds():
     assert clr["low"].value == pytest.approx(math.exp(math.log(200) + 0.7 * math.log(2)) / 100)
     assert clr["high"].value == pytest.approx(math.exp(math.log(400) + 0.3 * math.log(2)) / 100)
     assert sp.loc["one_cycle", "factor"] == Factor(8.0, ">")  # PC-LR never reaches 95% on this ladder
+    rows += [run("one_cycle", 200, 0.95, seed=0, train=0.90)]  # underfit: its row says so beside its factor
     lines = frontier.speedup_table(frame(*rows))
-    assert "| 0.2 | CLR | 100 | 70.00 (n=2) | **4x** |" in lines[2] and "(n = 2 x 2) | 100-800 it |" in lines[2]
+    assert lines[2] == "| 0.2 | CLR | 100 | 70.00 (n=2) | 99.00 | **4x** | 3.2x to 4.9x (n = 2 x 2) | 100-800 it |"
+    assert lines[3] == "| 0.2 | 1cycle | 100 | 95.00 (n=1) | 99.00 | **> 8x** | > 8x, every pair (n = 1 x 2) | 100-800 it |"
+    assert lines[4] == ("| 0.2 | 1cycle | 200 | 95.00 (n=1) | 90.00 underfit | **> 4x** | > 4x, every pair (n = 1 x 2) "
+                        "| 100-800 it |")
 
 
 def test_table1_at_converged_length_is_the_first_converged_clr_budget_against_8x():
@@ -131,7 +135,7 @@ def test_the_bn_horizon_table_sets_the_scaled_baseline_beside_the_papers_unscale
     assert math.isnan(table["train_batches"].iloc[0]) and table["train_batches"].iloc[1] == pytest.approx(1.0)
     text = "\n".join(frontier.bn_horizon_lines(pd.DataFrame(rows + [horizon]), curves))
     assert "| 0.001 (0.999, not scaled) | `bn_horizon`, n=1, 1 seed | 11.00 | 100.00 | 12.00 |" in text
-    assert "not judged (the run's health flags were not stored)" in text  # no health column: no claim either way
+    assert "Not judged by the flag (the run's health flags were not stored)" in text  # no health column: no claim
     # the sentence the issue asks for, read from the run-health flag the author's own log raises
     said = {flags: "\n".join(frontier.bn_horizon_lines(pd.DataFrame([r | {"health": ""} for r in rows]
                                                                      + [horizon | {"health": flags}]), curves))
@@ -139,12 +143,14 @@ def test_the_bn_horizon_table_sets_the_scaled_baseline_beside_the_papers_unscale
     assert ("(momentum 0.001, 1 seed): **it appears** (1 of 1 run flagged `test_lags_train`: test accuracy near "
             "chance while the training batches are fit): test 11.00% with 100.00% of its training batches fit "
             "(12.00% in a full pass with the running statistics), against 70.00% with the fraction scaled with "
-            "the run; the rule reads final evaluation (iteration 3200)") in said["test_lags_train,underfit"]
-    assert "**no `test_lags_train` flag** (superconv.health's test for it" in said["ends_below_peak"]
+            "the run: the rule reads final evaluation (iteration 3200)") in said["test_lags_train,underfit"]
+    # no flag: the effect first (the numbers), then why the flag stays down
+    assert ("against 70.00% with the fraction scaled with the run. **No `test_lags_train` flag** on its run "
+            "(superconv.health's test for the failure") in said["ends_below_peak"]
     assert "it appears" not in said["ends_below_peak"]
     # the rule's own reading of the curve, flagged or not: here 11% test at every evaluation while the batches
     # reach 100% (after iteration 3000): the last evaluations lag
-    assert "; the rule reads final evaluation (iteration 3200) at test accuracy 0.110" in said["ends_below_peak"]
+    assert "of the run): the rule reads final evaluation (iteration 3200) at test accuracy 0.110" in said["ends_below_peak"]
     assert "unscaled fraction (`bn_horizon`, momentum 0.001, at the ladder's top budget) has not finished" in "\n".join(
         frontier.bn_horizon_lines(pd.DataFrame(rows), curves))
     # the horizon run done before the frontier's own top rung: its budget, and the missing side named
@@ -152,6 +158,10 @@ def test_the_bn_horizon_table_sets_the_scaled_baseline_beside_the_papers_unscale
     assert frontier.bn_horizon_table(pd.DataFrame(early), curves)["source"].tolist() == ["bn_horizon"]
     assert "frontier's own PC-LR runs at 3200 iterations have not finished" in "\n".join(
         frontier.bn_horizon_lines(pd.DataFrame(early), curves))
+
+
+def claims_of(rows) -> dict[str, tuple[str, str]]:
+    return {c[1]: c[2:] for c in frontier.converged_claims(frame(*rows))}
 
 
 def test_fig1a_at_equal_budget_is_judged_at_the_first_converged_clr_budget_of_the_full_set():
@@ -165,8 +175,18 @@ def test_fig1a_at_equal_budget_is_judged_at_the_first_converged_clr_budget_of_th
     assert label == "reproduced" and detail.startswith("CLR 500 iterations (first converged budget) vs PC-LR 500:")
     assert "+10.00 pp" in detail
     assert claims["fig1a_clr_vs_pclr"] == ("not run yet", "CLR 500 iterations (first converged budget) vs PC-LR "
-                                           "4000: no finished PC-LR run at 4000 iterations yet; PC-LR's largest "
-                                           "finished budget here is 500 iterations")
+                                           "4000: no finished PC-LR run at 4000 iterations (not in the study's "
+                                           "PC-LR ladder, 250-1000 iterations: experiments/suites.py); PC-LR's "
+                                           "largest finished budget here is 500 iterations")
+    early = [r for r in rows if not (r["schedule"] == "clr" and r["iterations"] == 500)]
+    early = [{**r, "final_train_acc": 0.99} if r["schedule"] == "clr" else r for r in early]  # CLR 250 converged
+    assert claims_of(early)["fig1a_clr_vs_pclr"][1].endswith("PC-LR 2000: no finished PC-LR run at 2000 iterations "
+                                                             "(not in the study's PC-LR ladder, 250-1000 iterations: "
+                                                             "experiments/suites.py); PC-LR's largest finished "
+                                                             "budget here is 500 iterations")
+    subset = [run("clr", 400, 0.75, s, fraction=0.2) for s in (0, 1)] + [run("multistep", 400, 0.7, 0)]
+    assert claims_of(subset)["table1_fraction"][1].endswith("no finished PC-LR run at 3200 iterations yet; PC-LR's "
+                                                            "largest finished budget here is 400 iterations")
     label, detail = {c[1]: c[2:] for c in frontier.converged_claims(frame(*rows[:2], *rows[4:]))}["fig1a_equal_budget"]
     assert label == "not testable" and "at 250 iterations" in detail  # CLR underfit at every budget run
     assert detail.partition(": ")[0] == "CLR 250 iterations"  # the README's cells: the setup, then the numbers
@@ -233,9 +253,15 @@ def test_the_sweeps_take_their_arm_at_the_frontiers_configuration_from_the_front
               for sch, it, f in (("clr", 800, 0.2), ("multistep", 400, 0.2), ("clr", 400, 1.0))]
     sweep = [{**run("clr", 400, 0.740 + 0.002 * s, s), "experiment": "fig10b_weight_decay", "weight_decay": 1e-3,
               "run": f"wd1e-3-{s}"} for s in (0, 1)]
-    df = pd.DataFrame(control + others + sweep)
-    pool = with_controls(df, ("fig10b_weight_decay",))
+    elsewhere = [{**r, "scale": "mini", "run": f"mini-{r['run']}"} for r in control]  # another scale: not borrowed
+    df = pd.DataFrame(control + others + sweep + elsewhere)
+    pool = with_controls(df, (e for e in ("fig10b_weight_decay",)))  # any iterable of names
     assert sorted(pool["run"]) == sorted(r["run"] for r in control + sweep)
+    # a sweep that ran the shared value itself: its own run counts, the frontier's copy of that seed does not
+    own = {**control[0], "experiment": "fig10b_weight_decay", "run": "wd1e-4-0"}
+    pool = with_controls(pd.DataFrame(control + sweep + [own]), ["fig10b_weight_decay"])
+    assert sorted(pool["run"]) == sorted([control[1]["run"], "wd1e-4-0"] + [r["run"] for r in sweep])
+    assert with_controls(pd.DataFrame({"run": ["x"]}), ["fig10b_weight_decay"]).empty  # no experiment column
     assert with_controls(df, ("fig9b_dropout",)).empty  # its no-dropout arm is its own (dropout placement)
     by_id = {c.id: c for c in CLAIMS}
     v = judge(by_id["fig10b_weight_decay"], df)
@@ -243,7 +269,7 @@ def test_the_sweeps_take_their_arm_at_the_frontiers_configuration_from_the_front
     batch = judge(by_id["fig9a_batch"], df)
     assert batch.label == "not run yet"  # batch 1000 alone: one value of the sweep
     text = render_report(df, None, [], tmp_path, "make figures")
-    assert "its arm at batch 1000 and weight decay 1e-4 is the `frontier` experiment's own CLR run" in text
+    assert "its arm at batch 1000 and weight decay 1e-4 is the `frontier` experiment's CLR runs" in text
     jobs = {j.experiment: " ".join(j.overrides) for j in frontier_suite() if j.experiment != "frontier"}
     assert "1e-4" not in jobs["fig10b_weight_decay"] and "weight_decay=1e-3,1e-5" in jobs["fig10b_weight_decay"]
     assert all("1000" not in jobs[e].split("train.batch_size=")[1].split()[0]
