@@ -20,6 +20,7 @@ import pandas as pd
 from experiments.suites import FRONTIER_CONVERGED
 
 from .judging import identity_key
+from .selection import select_runs
 
 __all__ = ["Control", "CONTROLS", "with_controls", "control_text"]
 
@@ -51,8 +52,6 @@ def with_controls(summaries: pd.DataFrame, experiments) -> pd.DataFrame:
     experiments = tuple(experiments)
     if summaries is None or "experiment" not in summaries:
         return summaries if summaries is None else summaries.iloc[0:0]
-    from .verdicts import select_runs  # verdicts imports this module
-
     own = summaries[summaries["experiment"].isin(experiments)]
     parts, seen = [own], {_identity(r) for _, r in own.iterrows()}
     for control in dict.fromkeys(c for e in experiments for c in CONTROLS.get(e, ())):

@@ -41,7 +41,7 @@ from experiments.suites import FRONTIER_FULL, FRONTIER_SUBSET_PCLR
 from superconv.health import UNDERFIT_BELOW
 
 from . import style
-from .judging import NOT_RUN, NOT_TESTABLE, Side, compare, fit_text, seed_sd
+from .judging import NOT_RUN, NOT_TESTABLE, Side, compare, fit_text
 from .verdicts import (FRONTIER_EXPERIMENT, TRAIN_ACC_COL, TRAIN_SRC_COL, attach_fit, batch_train_acc, lag_reading,
                        converged_seed_sd, finished_runs, scale_sds)
 

@@ -21,6 +21,7 @@ from superconv.lr_estimate import landmarks
 
 from .claims import CLAIMS, MAX, MIN, Claim, Group, Ref
 from .controls import with_controls
+from .selection import is_num, same_value, select_runs
 from .judging import (FULL_PASS, JUDGED, NOT_JUDGED, NOT_RUN, NOT_TESTABLE, TAIL, VERDICTS, SeedSd, Side, combine,
                       compare, epochs, flag_note, high_share, identity_key, protocol_of, range_case, range_run,
                       regime_gap, seed_sd, split_flags)
@@ -54,35 +55,6 @@ class Verdict:
 
 
 # ------------------------------------------------------------------------------ selecting runs
-def is_num(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-
-
-def same_value(x, v) -> bool:
-    """`x` (a cell) equals `v` (a filter value): floats within rounding, bools as bools, else ==."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return False
-    if isinstance(v, (bool, np.bool_)):
-        return isinstance(x, (bool, np.bool_)) and bool(x) == bool(v)
-    if is_num(v):
-        if isinstance(x, (bool, np.bool_)):
-            return False
-        try:
-            return math.isclose(float(x), float(v), rel_tol=1e-6, abs_tol=1e-12)
-        except (TypeError, ValueError):
-            return False
-    return x == v
-
-
-def select_runs(df: pd.DataFrame, where: Mapping[str, object]) -> pd.DataFrame:
-    mask = np.ones(len(df), dtype=bool)
-    for col, v in where.items():
-        if col not in df:
-            return df.iloc[0:0]
-        mask &= np.array([same_value(x, v) for x in df[col].tolist()], dtype=bool)
-    return df[mask]
-
-
 def claim_pool(claim: Claim, summaries: pd.DataFrame) -> pd.DataFrame:
     """Every run of the claim's experiments, and of the runs that stand in for an arm they do not run
     (paper_figures.controls), matching its base filters (unfinished ones included)."""
