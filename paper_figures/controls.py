@@ -54,7 +54,7 @@ def with_controls(summaries: pd.DataFrame, experiments) -> pd.DataFrame:
         return summaries if summaries is None else summaries.iloc[0:0]
     own = summaries[summaries["experiment"].isin(experiments)]
     parts, seen = [own], {_identity(r) for _, r in own.iterrows()}
-    for control in dict.fromkeys(c for e in experiments for c in CONTROLS.get(e, ())):
+    for control in _controls_of(experiments):
         rows = select_runs(summaries[summaries["experiment"] == control.experiment], dict(control.where))
         parts.append(rows[[_identity(r) not in seen for _, r in rows.iterrows()]] if len(rows) else rows)
     out = pd.concat(parts) if len(parts) > 1 else own
@@ -67,5 +67,9 @@ def _identity(r) -> tuple:
 
 def control_text(experiments) -> list[str]:
     """What stands in for the arms `experiments` do not run, one phrase per control."""
-    experiments = tuple(experiments)
-    return [c.text for c in dict.fromkeys(c for e in experiments for c in CONTROLS.get(e, ()))]
+    return [c.text for c in _controls_of(tuple(experiments))]
+
+
+def _controls_of(experiments: tuple) -> list[Control]:
+    """The controls of `experiments`, each once, in order."""
+    return list(dict.fromkeys(c for e in experiments for c in CONTROLS.get(e, ())))
